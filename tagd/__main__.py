@@ -1,0 +1,3 @@
+from tagd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""The `tagd` command: parse, call one library function, turn TagdError into a message + exit code.
+
+Heavy modules (onnxruntime, numpy, the model) are imported inside the commands that need
+them, so `tagd search` and `tagd show` start in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tagd import __version__
+from tagd.errors import NotAvailableError, TagdError
+
+log = logging.getLogger("tagd")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except NotAvailableError as exc:
+        print(f"tagd {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TagdError as exc:
+        print(f"tagd: {exc}", file=sys.stderr)
+        log.debug("details", exc_info=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `tagd tag dir | head`: the reader left; that is not an error worth a traceback.
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tagd",
+        description="Tag photos with a CNN, write the tags into the files, and search them.",
+    )
+    parser.add_argument("--version", action="version", version=f"tagd {__version__}")
+    parser.add_argument("--config", type=Path, metavar="PATH", help="config file (default: /etc/tagd/config.toml, then $XDG_CONFIG_HOME/tagd/config.toml)")
+    parser.add_argument("--index", type=Path, metavar="PATH", help="index database (default: $XDG_DATA_HOME/tagd/index.sqlite3)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    tag = sub.add_parser("tag", help="tag photos now, without the daemon", description="Tag files or folders now and print the tags. Read-only: nothing is written.")
+    tag.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
+    tag.add_argument("--json", action="store_true", help="one JSON object per photo per line")
+    tag.add_argument("--suggestions", action="store_true", help="also show weaker tags below their threshold")
+    tag.add_argument("--model", type=Path, metavar="DIR", help="model bundle directory (default: config model.path, else the packaged model)")
+    tag.add_argument("--threads", type=int, metavar="N", help="inference threads (default: config model.threads)")
+    tag.add_argument("--batch-size", type=int, metavar="N", help="photos per inference batch (default: config model.batch_size)")
+    tag.set_defaults(func=cmd_tag)
+
+    reserved: list[tuple[str, str, str]] = [
+        ("run", "watch folders and tag new photos (the daemon)", "the folder-watching service"),
+        ("scan", "tag what changed under folders once, in the foreground", "reconciliation scans"),
+        ("search", "find photos in the index with a query", "the tag index"),
+        ("show", "show one photo's tags from the index", "the tag index"),
+        ("similar", "find visually similar photos", "the tag index"),
+        ("revert", "restore the keywords a photo had before tagd", "writing keywords into photos"),
+        ("stats", "index statistics", "the tag index"),
+        ("config", "show or check the configuration", "the configuration service"),
+    ]
+    for name, help_text, arrives_with in reserved:
+        cmd = sub.add_parser(name, help=f"{help_text} (not in this version)", description=f"{help_text}. Not in this version of tagd: it arrives with {arrives_with}.")
+        cmd.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        cmd.set_defaults(func=_not_available(arrives_with))
+    return parser
+
+
+def _not_available(arrives_with: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise NotAvailableError(f"not available in tagd {__version__} yet (arrives with {arrives_with})")
+
+    return run
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from tagd.config import load_settings
+    from tagd.model import Model
+    from tagd.tagger import Tagger, expand_paths
+
+    settings = load_settings(args.config)
+    m = settings.model
+    model = Model(
+        args.model or m.path,
+        threads=args.threads if args.threads is not None else m.threads,
+        providers=m.providers,
+    )
+    tagger = Tagger(
+        model,
+        batch_size=args.batch_size or m.batch_size,
+        decode_workers=m.decode_workers or None,
+        max_tags=m.max_tags,
+    )
+    out = sys.stdout
+    failed = done = 0
+    started = time.monotonic()
+    for result in tagger.tag_paths(expand_paths(args.paths)):
+        done += 1
+        if not result.ok:
+            failed += 1
+            log.warning("%s: %s", result.path, result.error)
+        if args.json:
+            record = {
+                "path": str(result.path),
+                "tags": [{"name": t.name, "score": t.score, "source": t.source} for t in result.tags],
+                "error": result.error,
+            }
+            if args.suggestions:
+                record["suggestions"] = [{"name": t.name, "score": t.score, "source": t.source} for t in result.suggestions]
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            out.write(_table_row(result, args.suggestions) + "\n")
+        out.flush()
+    elapsed = time.monotonic() - started
+    if done == 0:
+        print("tagd tag: no photos found", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _table_row(result, with_suggestions: bool) -> str:  # noqa: ANN001 - TagResult, imported lazily
+    if not result.ok:
+        return f"{result.path}\tERROR {result.error}"
+    tags = "  ".join(f"{t.name} {t.score:.2f}" for t in result.tags) or "-"
+    if with_suggestions and result.suggestions:
+        tags += "  |  " + "  ".join(f"{t.name} {t.score:.2f}" for t in result.suggestions)
+    return f"{result.path}\t{tags}"

@@ -1,0 +1,116 @@
+"""Settings: defaults, then a TOML file, then `TAGD_SECTION__KEY` environment variables.
+
+Every key has a description (shown by `tagd config show`). An invalid value fails at start
+with the key and the reason, before any photo is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tagd.errors import ConfigError
+
+ENV_PREFIX = "TAGD_"
+
+
+def xdg_dir(kind: Literal["data", "config", "state"]) -> Path:
+    var, fallback = {
+        "data": ("XDG_DATA_HOME", ".local/share"),
+        "config": ("XDG_CONFIG_HOME", ".config"),
+        "state": ("XDG_STATE_HOME", ".local/state"),
+    }[kind]
+    base = os.environ.get(var)
+    return Path(base) if base and Path(base).is_absolute() else Path.home() / fallback
+
+
+def default_index_path() -> Path:
+    return xdg_dir("data") / "tagd" / "index.sqlite3"
+
+
+def config_search_path() -> list[Path]:
+    """Files read when no --config is given; later ones win."""
+    return [Path("/etc/tagd/config.toml"), xdg_dir("config") / "tagd" / "config.toml"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    path: Path | None = Field(None, description="Model bundle directory; empty for the packaged default model.")
+    threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets onnxruntime use every core.")
+    providers: list[str] = Field(
+        ["CPUExecutionProvider"],
+        min_length=1,
+        description="onnxruntime execution providers in order of preference, e.g. CUDAExecutionProvider first to use a GPU.",
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
+    decode_workers: int = Field(0, ge=0, le=256, description="Threads decoding photos in parallel; 0 means one per core.")
+    max_tags: int = Field(10, ge=1, le=100, description="Most tags given to one photo.")
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _one_provider_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class IndexSettings(_Section):
+    path: Path = Field(default_factory=default_index_path, description="SQLite index file.")
+
+
+class Settings(_Section):
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+
+
+def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Defaults <- config file(s) <- environment. `config` replaces the search path."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    files = [config] if config else [p for p in config_search_path() if p.is_file()]
+    for path in files:
+        _merge(data, _read_toml(path))
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
+        data.setdefault(section, {})
+        if isinstance(data[section], dict):
+            data[section][name] = _env_value(value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        source = f" in {files[-1]}" if files else ""
+        raise ConfigError(f"config key {where}{source}: {first['msg']}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML ({exc})") from None
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _env_value(raw: str) -> Any:
+    # Lists come as comma-separated strings (TAGD_MODEL__PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider).
+    return [part.strip() for part in raw.split(",")] if "," in raw else raw

@@ -1,0 +1,30 @@
+"""tagd's exceptions: each carries a one-line reason fit to show a user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TagdError(Exception):
+    """Base class: `str(err)` is a complete one-line message."""
+
+
+class ReadError(TagdError):
+    """A photo could not be read or decoded."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ModelError(TagdError):
+    """The model bundle is missing, broken, or does not match the bundle contract."""
+
+
+class ConfigError(TagdError):
+    """The configuration is invalid."""
+
+
+class NotAvailableError(TagdError):
+    """A command that this version of tagd does not provide yet."""

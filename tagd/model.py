@@ -1,0 +1,223 @@
+"""The ONNX model bundle: load it, check it against the contract, preprocess, predict.
+
+A bundle is a directory holding `bundle.json` (this module's `BundleSpec`), the `.onnx`
+graph it names, and the tag vocabulary (`tagd.vocab`). The daemon refuses a bundle that
+does not match the contract with one clear message, before it touches any photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tagd.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "tagd-bundle/1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class InputSpec(_Strict):
+    name: str
+    layout: Literal["NCHW"] = "NCHW"
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # squash: the whole photo stretched to the input size; center-crop: the middle square;
+    # three-crop: three squares along the long side (start, middle, end) covering the whole
+    # photo undistorted, each scored, a tag taking its best view.
+    resize: Literal["squash", "center-crop", "three-crop"] = "three-crop"
+    color: Literal["RGB"] = "RGB"
+
+
+class OutputSpec(_Strict):
+    scores: str
+    embedding: str
+
+
+class ScoresSpec(_Strict):
+    # softmax: one distribution over exclusive classes, so a tag's score is the SUM of its
+    # classes; sigmoid: independent per-label probabilities, so a tag takes the MAX.
+    kind: Literal["softmax", "sigmoid"]
+    aggregate: Literal["sum", "max"]
+
+
+class Label(_Strict):
+    id: str
+    name: str
+
+
+class BundleSpec(_Strict):
+    format: Literal["tagd-bundle/1"]
+    name: str
+    model_file: str
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    input: InputSpec
+    outputs: OutputSpec
+    scores: ScoresSpec
+    embedding_dim: int = Field(gt=0)
+    labels: list[Label] = Field(min_length=1)
+    vocabulary_file: str = "vocab.json"
+
+    @property
+    def version(self) -> str:
+        """Short, stable id of the exact graph: recorded with every tag tagd writes."""
+        return f"{self.name}@{self.model_sha256[:12]}"
+
+
+def default_bundle_dir() -> Path:
+    return Path(str(resources.files("tagd") / "models" / "default"))
+
+
+def load_spec(bundle_dir: Path) -> BundleSpec:
+    path = Path(bundle_dir) / "bundle.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model bundle {bundle_dir}: no bundle.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model bundle {bundle_dir}: unreadable bundle.json ({exc})") from None
+    if isinstance(raw, dict) and raw.get("format") != BUNDLE_FORMAT:
+        raise ModelError(
+            f"model bundle {bundle_dir}: format {raw.get('format')!r}, this tagd reads {BUNDLE_FORMAT!r}"
+        )
+    try:
+        return BundleSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ModelError(f"model bundle {bundle_dir}: bundle.json {where}: {first['msg']}") from None
+
+
+class Model:
+    """One onnxruntime session, created once, shared by all threads (run() is thread-safe)."""
+
+    def __init__(
+        self,
+        bundle_dir: Path | None = None,
+        *,
+        threads: int = 0,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        verify_checksum: bool = True,
+    ) -> None:
+        self.bundle_dir = Path(bundle_dir) if bundle_dir else default_bundle_dir()
+        self.spec = load_spec(self.bundle_dir)
+        onnx_path = self.bundle_dir / self.spec.model_file
+        try:
+            onnx_bytes = onnx_path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"model bundle {self.bundle_dir}: cannot read {self.spec.model_file}: {exc.strerror}") from None
+        if verify_checksum and hashlib.sha256(onnx_bytes).hexdigest() != self.spec.model_sha256:
+            raise ModelError(
+                f"model bundle {self.bundle_dir}: {self.spec.model_file} does not match model_sha256 in bundle.json"
+            )
+        self._session = _make_session(onnx_bytes, threads, providers, self.bundle_dir)
+        self._check_io()
+        size = self.spec.input.size
+        self.input_size = (int(size[1]), int(size[0]))  # Pillow wants (width, height)
+        # Normalisation folded into one multiply-add per pixel.
+        std = np.asarray(self.spec.input.std, dtype=np.float32)
+        self._scale = (1.0 / std).reshape(1, 1, 3)
+        self._shift = (-np.asarray(self.spec.input.mean, dtype=np.float32) / std).reshape(1, 1, 3)
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def _check_io(self) -> None:
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        where = f"model bundle {self.bundle_dir}"
+        if self.spec.input.name not in inputs:
+            raise ModelError(f"{where}: graph has no input {self.spec.input.name!r} (has {sorted(inputs)})")
+        for role, name in (("scores", self.spec.outputs.scores), ("embedding", self.spec.outputs.embedding)):
+            if name not in outputs:
+                raise ModelError(f"{where}: graph has no {role} output {name!r} (has {sorted(outputs)})")
+        n_scores = outputs[self.spec.outputs.scores].shape[-1]
+        if isinstance(n_scores, int) and n_scores != len(self.spec.labels):
+            raise ModelError(f"{where}: scores output has {n_scores} columns, bundle lists {len(self.spec.labels)} labels")
+        n_emb = outputs[self.spec.outputs.embedding].shape[-1]
+        if isinstance(n_emb, int) and n_emb != self.spec.embedding_dim:
+            raise ModelError(f"{where}: embedding output has {n_emb} dims, bundle says {self.spec.embedding_dim}")
+
+    @property
+    def short_side(self) -> int:
+        """Short side the decoder must deliver for `views()`."""
+        return min(self.input_size)
+
+    def views(self, image: "PIL.Image.Image") -> np.ndarray:  # noqa: F821
+        """RGB image with short side `short_side` -> (V, H, W, 3) normalised float32 views."""
+        width, height = self.input_size
+        arr = np.asarray(image, dtype=np.float32)
+        mode = self.spec.input.resize
+        if mode == "squash":
+            from PIL import Image
+
+            arr = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+            crops = [arr]
+        else:
+            rows, cols = arr.shape[:2]
+            # The short side already equals the input size, so only the long axis moves.
+            middle = ((rows - height) // 2, (cols - width) // 2)
+            if mode == "center-crop":
+                offsets = [middle]
+            else:
+                offsets = [(0, 0), middle, (rows - height, cols - width)]
+            crops = [arr[top:top + height, left:left + width] for top, left in offsets]
+        return np.stack(crops) * self._scale + self._shift
+
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, 3) normalised float32 -> (label scores (N, labels), raw embeddings (N, dim))."""
+        nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        scores, embedding = self._session.run(
+            [self.spec.outputs.scores, self.spec.outputs.embedding], {self.spec.input.name: nchw}
+        )
+        return scores.astype(np.float32, copy=False), embedding.astype(np.float32, copy=False)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows, so cosine similarity is a dot product."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+_session_lock = threading.Lock()
+
+
+def _make_session(onnx_bytes: bytes, threads: int, providers: Sequence[str], where: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Decoding threads share the cores with inference: idle ORT workers must not spin.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    available = set(ort.get_available_providers())
+    chosen = [p for p in providers if p in available]
+    if not chosen:
+        raise ModelError(f"none of the execution providers {list(providers)} is available (have {sorted(available)})")
+    with _session_lock:
+        try:
+            session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+            raise ModelError(f"model bundle {where}: onnxruntime cannot load the graph: {str(exc).splitlines()[0]}") from None
+    log.info("model session: providers %s, intra-op threads %s", session.get_providers(), threads or "auto")
+    return session

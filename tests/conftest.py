@@ -1,0 +1,63 @@
+"""Shared fixtures: real photos from the wheels of scikit-image and scikit-learn, the real model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout holds the labelled dev set; users and some CI runs lack it.
+SHARED = Path(os.environ.get("TAGD_SHARED", REPO.parent / "shared"))
+COCO128 = SHARED / "data" / "coco128-dev"
+
+
+def _real_images() -> dict[str, np.ndarray]:
+    import skimage.data as sd
+    from sklearn.datasets import load_sample_image
+
+    return {
+        "chelsea": sd.chelsea(),  # a cat
+        "coffee": sd.coffee(),  # a cup of coffee
+        "rocket": sd.rocket(),  # a rocket on its launch pad
+        "motorcycle_left": sd.stereo_motorcycle()[0],  # a motorbike
+        "astronaut": sd.astronaut(),  # a person
+        "china": load_sample_image("china.jpg"),  # a temple building
+        "flower": load_sample_image("flower.jpg"),  # a flower
+    }
+
+
+@pytest.fixture(scope="session")
+def real_photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real photos as JPEGs in a read-only session folder (copy before modifying)."""
+    folder = tmp_path_factory.mktemp("real-photos")
+    for name, pixels in _real_images().items():
+        Image.fromarray(pixels).save(folder / f"{name}.jpg", quality=92)
+    return folder
+
+
+@pytest.fixture
+def photos(real_photo_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the real photos for tests that add or break files."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in sorted(real_photo_dir.iterdir()):
+        (folder / src.name).write_bytes(src.read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model():
+    from tagd.model import Model
+
+    return Model(threads=2)
+
+
+@pytest.fixture(scope="session")
+def tagger(model):
+    from tagd.tagger import Tagger
+
+    return Tagger(model, batch_size=4)

@@ -1,0 +1,92 @@
+"""The `tagd` command as a user runs it: a real subprocess, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def tagd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tagd", *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+
+
+def test_tag_json_lines_with_a_bad_file(photos: Path) -> None:
+    (photos / "broken.jpg").write_bytes((photos / "chelsea.jpg").read_bytes()[:300])
+    proc = tagd("tag", "--json", str(photos))
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == 8
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert by_name["broken.jpg"]["error"] and by_name["broken.jpg"]["tags"] == []
+    cat = by_name["chelsea.jpg"]
+    assert cat["error"] is None
+    assert {"name", "score", "source"} == set(cat["tags"][0])
+    assert "cat" in [t["name"] for t in cat["tags"]]
+    assert "broken.jpg" in proc.stderr
+
+
+def test_tag_table_output_and_success_exit(real_photo_dir: Path) -> None:
+    proc = tagd("tag", str(real_photo_dir / "chelsea.jpg"), str(real_photo_dir / "coffee.jpg"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(str(real_photo_dir / "chelsea.jpg")) and " cat " in f" {lines[0]} "
+
+
+def test_tag_never_writes(photos: Path) -> None:
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos.iterdir()}
+    assert tagd("tag", str(photos)).returncode == 0
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos.iterdir()} == before
+
+
+def test_no_photos_found(tmp_path: Path) -> None:
+    proc = tagd("tag", str(tmp_path))
+    assert proc.returncode == 1 and "no photos found" in proc.stderr
+
+
+def test_help_lists_every_command() -> None:
+    proc = tagd("--help")
+    assert proc.returncode == 0
+    for name in ("run", "scan", "tag", "search", "show", "similar", "revert", "stats", "config"):
+        assert name in proc.stdout
+    assert "--config" in proc.stdout and "--index" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "scan", "search", "show", "similar", "revert", "stats", "config"])
+def test_reserved_commands_say_so(command: str) -> None:
+    proc = tagd(command, "x")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "not available" in proc.stderr
+
+
+def test_invalid_config_names_the_key(tmp_path: Path, real_photo_dir: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[model]\nbatch_size = 0\n")
+    proc = tagd("--config", str(config), "tag", str(real_photo_dir / "chelsea.jpg"))
+    assert proc.returncode == 1
+    assert "model.batch_size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_model_bundle_is_one_line(tmp_path: Path, real_photo_dir: Path) -> None:
+    proc = tagd("tag", "--model", str(tmp_path), str(real_photo_dir / "chelsea.jpg"))
+    assert proc.returncode == 1
+    assert "no bundle.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_query_commands_do_not_import_the_model_runtime() -> None:
+    code = (
+        "import sys; from tagd.cli import main\n"
+        "main(['search', 'dog'])\n"
+        "heavy = [m for m in ('onnxruntime', 'numpy', 'PIL', 'tagd.model') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "", proc.stdout

@@ -1,0 +1,42 @@
+"""The evaluation script's metrics, and the quality floors on coco128-dev when it is present."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import COCO128
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from training.evaluate import average_precision, best_recall_at_precision, evaluate  # noqa: E402
+
+
+def test_average_precision_by_hand() -> None:
+    # ranks: 1 relevant, 2 not, 3 relevant; a fourth positive never retrieved.
+    ap = average_precision([0.9, 0.8, 0.7, None, None], [True, False, True, True, False])
+    assert ap == pytest.approx((1 / 1 + 2 / 3) / 3)
+    assert average_precision([0.5, 0.4], [True, True]) == 1.0
+    assert math.isnan(average_precision([0.5], [False]))
+
+
+def test_best_recall_at_precision() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    truth = np.array([True, True, False, True, False])
+    recall, at = best_recall_at_precision(scores, truth, 0.75)
+    assert recall == pytest.approx(1.0) and at == pytest.approx(0.6)  # 3 of 4 above 0.6 are right
+    recall, at = best_recall_at_precision(scores, truth, 1.0)
+    assert recall == pytest.approx(2 / 3) and at == pytest.approx(0.8)
+
+
+@pytest.mark.skipif(not (COCO128 / "labels.json").is_file(), reason="../shared/data/coco128-dev not present")
+def test_quality_floors_on_coco128(tagger) -> None:
+    ev = evaluate(COCO128, tagger)
+    person_recall = next(v for k, v in ev.person.items() if k.startswith("best_recall"))
+    assert ev.errors == 0
+    assert ev.coverage >= 0.80, ev.coverage
+    assert ev.mean_ap >= 0.40, ev.mean_ap
+    assert person_recall >= 0.60, person_recall

@@ -1,0 +1,98 @@
+"""The model bundle contract: the packaged bundle loads; broken bundles are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagd.errors import ModelError
+from tagd.model import Model, default_bundle_dir, load_spec
+
+
+def test_packaged_bundle_matches_contract(model) -> None:
+    spec = model.spec
+    assert len(spec.labels) == 1000 and spec.embedding_dim == 1280
+    assert spec.input.size == (224, 224)
+    assert model.version.startswith("efficientnet-lite0-imagenet1k@")
+
+
+def test_outputs_are_probabilities_and_embeddings(model) -> None:
+    rng = np.random.default_rng(1)
+    batch = rng.normal(0, 0.5, size=(3, 224, 224, 3)).astype(np.float32)
+    scores, embedding = model.predict(batch)
+    assert scores.shape == (3, 1000) and embedding.shape == (3, 1280)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+    assert (scores >= 0).all()
+
+
+def test_batching_does_not_change_results(model) -> None:
+    rng = np.random.default_rng(2)
+    batch = rng.normal(0, 0.5, size=(4, 224, 224, 3)).astype(np.float32)
+    together, _ = model.predict(batch)
+    alone = np.concatenate([model.predict(batch[i : i + 1])[0] for i in range(4)])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(default_bundle_dir(), target)
+    return target
+
+
+def _edit(bundle: Path, **changes) -> None:
+    spec = json.loads((bundle / "bundle.json").read_text())
+    spec.update(changes)
+    (bundle / "bundle.json").write_text(json.dumps(spec))
+
+
+def _refused(bundle: Path, needle: str) -> None:
+    with pytest.raises(ModelError) as info:
+        Model(bundle)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_bundle_json(tmp_path: Path) -> None:
+    _refused(tmp_path, "no bundle.json")
+
+
+def test_wrong_format(bundle_copy: Path) -> None:
+    _edit(bundle_copy, format="something-else/9")
+    _refused(bundle_copy, "format")
+
+
+def test_checksum_mismatch(bundle_copy: Path) -> None:
+    _edit(bundle_copy, model_sha256="0" * 64)
+    _refused(bundle_copy, "does not match model_sha256")
+
+
+def test_unknown_output_name(bundle_copy: Path) -> None:
+    _edit(bundle_copy, outputs={"scores": "probs", "embedding": "embedding"})
+    _refused(bundle_copy, "no scores output 'probs'")
+
+
+def test_label_count_mismatch(bundle_copy: Path) -> None:
+    spec = json.loads((bundle_copy / "bundle.json").read_text())
+    _edit(bundle_copy, labels=spec["labels"][:10])
+    _refused(bundle_copy, "1000 columns")
+
+
+def test_not_an_onnx_graph(bundle_copy: Path) -> None:
+    import hashlib
+
+    junk = b"not a graph"
+    (bundle_copy / "model.onnx").write_bytes(junk)
+    _edit(bundle_copy, model_sha256=hashlib.sha256(junk).hexdigest())
+    _refused(bundle_copy, "cannot load the graph")
+
+
+def test_missing_field_names_the_key(bundle_copy: Path) -> None:
+    spec = json.loads((bundle_copy / "bundle.json").read_text())
+    del spec["input"]["mean"]
+    (bundle_copy / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="input.mean"):
+        load_spec(bundle_copy)

@@ -1,0 +1,105 @@
+"""The packaged vocabulary: human tags, a sound hierarchy, scores that aggregate classes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagd.errors import ModelError
+from tagd.model import default_bundle_dir
+from tagd.vocab import Vocabulary
+
+REPO = Path(__file__).resolve().parent.parent
+EGYPTIAN_MAU, TABBY, PERSIAN = 285, 281, 283
+CAT_BREEDS = (281, 282, 283, 284, 285)
+
+
+@pytest.fixture(scope="module")
+def vocab(tagger) -> Vocabulary:
+    return tagger.vocabulary
+
+
+def test_egyptian_mau_is_a_cat_is_an_animal(vocab: Vocabulary) -> None:
+    holding = {t.name for t in vocab.tags if EGYPTIAN_MAU in t.labels}
+    assert {"cat", "animal"} <= holding
+    assert vocab.ancestors("cat") == ["animal"]
+    assert vocab.path("cat") == "animal|cat"
+
+
+def test_tag_score_is_the_sum_over_its_classes(vocab: Vocabulary) -> None:
+    probs = np.zeros((1, 1000), dtype=np.float32)
+    probs[0, TABBY], probs[0, PERSIAN], probs[0, 0] = 0.3, 0.25, 0.45  # 0 is a fish
+    scores = dict(zip(vocab.names, vocab.tag_scores(probs)[0]))
+    assert scores["cat"] == pytest.approx(0.55)
+    assert scores["fish"] == pytest.approx(0.45)
+    assert scores["animal"] == pytest.approx(1.0)
+    assert scores["vehicle"] == 0.0
+
+
+def test_no_abstract_wordnet_nodes(vocab: Vocabulary) -> None:
+    abstract = {"entity", "whole", "artifact", "object", "physical entity", "instrumentality", "organism",
+                "device", "container", "covering", "commodity", "matter", "structure"}
+    assert not abstract & set(vocab.names)
+
+
+def test_hierarchy_is_consistent(vocab: Vocabulary) -> None:
+    for tag in vocab.tags:
+        assert tag.labels, tag.name
+        assert 0 < tag.threshold < 1
+        for parent in tag.parents:
+            # A parent holds every class of its children, so its score is never lower.
+            assert set(tag.labels) <= set(vocab[parent].labels), (tag.name, parent)
+        assert tag.name not in vocab.ancestors(tag.name)
+
+
+def test_synonyms_resolve(vocab: Vocabulary) -> None:
+    assert vocab.canonical("couch") == "sofa"
+    assert vocab.canonical("TV") == "television"
+    assert vocab.canonical("kitten") == "cat"
+    assert vocab.canonical("puppy") == "dog"
+    assert vocab.canonical("no-such-word") is None
+
+
+def test_person_tag_exists_from_proxy_evidence(vocab: Vocabulary) -> None:
+    person = vocab["person"]
+    assert {981, 982, 983} <= set(person.labels)  # ballplayer, groom, scuba diver
+    assert 834 in person.labels  # suit
+
+
+def test_select_respects_thresholds_and_order(vocab: Vocabulary) -> None:
+    scores = np.zeros(len(vocab), dtype=np.float32)
+    scores[vocab.names.index("cat")] = 0.9
+    scores[vocab.names.index("animal")] = 0.9
+    scores[vocab.names.index("dog")] = vocab["dog"].threshold / 2
+    picked = [t.name for t in vocab.select(scores)]
+    assert picked == ["cat", "animal"]  # equal scores: the specific tag first
+    suggested = [t.name for t in vocab.suggest(scores, exclude=set(picked))]
+    assert suggested == ["dog"]
+
+
+def test_malformed_vocabulary_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps({"format": "tagd-vocab/1", "n_labels": 3, "tags": [
+        {"name": "a", "parents": ["missing"], "labels": [0], "threshold": 0.1}]}))
+    with pytest.raises(ModelError, match="unknown parent 'missing'"):
+        Vocabulary.load(path, 3)
+    path.write_text(json.dumps({"format": "tagd-vocab/1", "n_labels": 3, "tags": [
+        {"name": "a", "labels": [7], "threshold": 0.1}]}))
+    with pytest.raises(ModelError, match="outside"):
+        Vocabulary.load(path, 3)
+    with pytest.raises(ModelError, match="written for 3 labels"):
+        Vocabulary.load(path, 1000)
+
+
+@pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").is_file(), reason="WordNet 3.0 (Debian wordnet-base) not installed")
+def test_packaged_vocabulary_is_what_the_script_builds(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO))
+    from training.build_vocab import main
+
+    out = tmp_path / "vocab.json"
+    assert main(["--out", str(out)]) == 0
+    assert out.read_bytes() == (default_bundle_dir() / "vocab.json").read_bytes()

@@ -1,0 +1,284 @@
+"""Measure tag quality on labelled photos: per-category AP, mean AP, micro P/R/F1, coverage.
+
+    python training/evaluate.py ../shared/data/coco128-dev            # the packaged model
+    python training/evaluate.py DIR --model path/to/bundle --json out.json
+
+DIR holds `labels.json` (`{"categories": [...], "images": {"x.jpg": {"labels": [...]}}}`)
+and the photos under `DIR/images/`. Label names are mapped to tags through the vocabulary's
+synonyms plus `LABEL_SYNONYMS` below; a category that maps to no tag scores AP 0.
+
+Conventions (kept identical across runs so figures compare):
+- a photo's score for a category is the best score among the tags tagd gave it (its tags
+  and its suggestions, which the index stores and search ranks by) that map to the
+  category; a photo with no such tag is never retrieved, and its positives count as
+  missed (AP is summed over all positives, retrieved or not);
+- mean AP is over the categories with at least `--min-positives` (3) positive photos;
+- precision/recall/F1 are micro-averaged over (photo, category) pairs from the tags
+  (above their threshold: what tagd writes into the file); tags that map to no category
+  ("animal", "landscape") are neither right nor wrong;
+- coverage is the share of photos with at least one correct tag;
+- `--cv K`: the threshold rule (base, and person's own) is re-chosen on K-1 folds by F1 and
+  applied to the held-out fold; the pooled held-out figures are reported;
+- person: the best recall at precision >= 0.85 along the full person-score curve, and
+  the precision/recall at the shipped threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tagd.model import Model  # noqa: E402
+from tagd.tagger import Tagger  # noqa: E402
+from tagd.vocab import Vocabulary  # noqa: E402
+
+# COCO names that no vocabulary synonym reaches. Each maps to the tag a person would accept
+# as describing the photo; categories with no plausible tag are deliberately absent.
+LABEL_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "baseball bat": ("baseball",),
+    "baseball glove": ("baseball",),
+    "cake": ("dessert",),
+    "donut": ("dessert",),
+    "tennis racket": ("tennis",),
+    "wine glass": ("glass",),
+}
+
+
+@dataclass
+class Evaluation:
+    per_category: dict[str, dict]
+    mean_ap: float
+    mean_ap_categories: int
+    micro_precision: float
+    micro_recall: float
+    micro_f1: float
+    coverage: float
+    person: dict
+    photos: int
+    errors: int
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def average_precision(scores: list[float | None], truth: list[bool]) -> float:
+    """AP where `None` means "not retrieved": such positives are missed, never ranked."""
+    positives = sum(truth)
+    if positives == 0:
+        return float("nan")
+    ranked = sorted((s, t) for s, t in zip(scores, truth) if s is not None)
+    ranked.reverse()
+    hits, total = 0, 0.0
+    for k, (_, relevant) in enumerate(ranked, start=1):
+        if relevant:
+            hits += 1
+            total += hits / k
+    return total / positives
+
+
+def best_recall_at_precision(scores: np.ndarray, truth: np.ndarray, min_precision: float) -> tuple[float, float]:
+    """(recall, threshold) of the loosest threshold whose precision is still >= min_precision."""
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], truth[order]
+    tp = np.cumsum(t)
+    k = np.arange(1, len(t) + 1)
+    precision, recall = tp / k, tp / max(1, t.sum())
+    # Only cut between distinct scores: a threshold keeps every photo with an equal score.
+    last_of_run = np.append(s[1:] != s[:-1], True)
+    ok = (precision >= min_precision) & last_of_run
+    if not ok.any():
+        return 0.0, 1.0
+    best = int(np.nonzero(ok)[0][np.argmax(recall[ok])])
+    return float(recall[best]), float(s[best])
+
+
+def category_tags(categories: list[str], vocab: Vocabulary) -> dict[str, tuple[str, ...]]:
+    mapping = {}
+    for cat in categories:
+        tags = LABEL_SYNONYMS.get(cat)
+        if tags is None:
+            canonical = vocab.canonical(cat)
+            tags = (canonical,) if canonical else ()
+        mapping[cat] = tuple(t for t in tags if t in vocab)
+    return mapping
+
+
+def evaluate(folder: Path, tagger: Tagger, min_positives: int = 3, person_precision: float = 0.85) -> Evaluation:
+    labels = json.loads((folder / "labels.json").read_text())
+    categories: list[str] = labels["categories"]
+    names = sorted(labels["images"])
+    truth = {n: set(labels["images"][n]["labels"]) for n in names}
+    vocab = tagger.vocabulary
+    mapping = category_tags(categories, vocab)
+
+    results = list(tagger.tag_paths(folder / "images" / n for n in names))
+    errors = sum(1 for r in results if not r.ok)
+
+    per_category: dict[str, dict] = {}
+    tp = fp = fn = 0
+    covered = 0
+    emitted_per_photo = []
+    for name, result in zip(names, results):
+        emitted_per_photo.append({t.name: t.score for t in (*result.tags, *result.suggestions)})
+        predicted = {c for c in categories if any(t.name in mapping[c] for t in result.tags)}
+        tp += len(predicted & truth[name])
+        fp += len(predicted - truth[name])
+        fn += len(truth[name] - predicted)
+        covered += bool(predicted & truth[name])
+
+    for cat in categories:
+        scores = [max((e[t] for t in mapping[cat] if t in e), default=None) for e in emitted_per_photo]
+        flags = [cat in truth[n] for n in names]
+        per_category[cat] = {
+            "tags": list(mapping[cat]),
+            "positives": sum(flags),
+            "ap": average_precision(scores, flags),
+        }
+    eligible = [c for c, v in per_category.items() if v["positives"] >= min_positives]
+    mean_ap = float(np.mean([per_category[c]["ap"] for c in eligible])) if eligible else float("nan")
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+    person = {}
+    if "person" in categories and "person" in vocab:
+        j = vocab.names.index("person")
+        full = np.array([r.tag_scores[j] if r.ok else 0.0 for r in results])
+        is_person = np.array([("person" in truth[n]) for n in names])
+        rec, thr = best_recall_at_precision(full, is_person, person_precision)
+        shipped = vocab["person"].threshold
+        pred = full >= shipped
+        person = {
+            "positives": int(is_person.sum()),
+            f"best_recall_at_precision_{person_precision}": rec,
+            "at_score": thr,
+            "shipped_threshold": shipped,
+            "precision_at_shipped": float((pred & is_person).sum() / max(1, pred.sum())),
+            "recall_at_shipped": float((pred & is_person).sum() / max(1, is_person.sum())),
+        }
+    return Evaluation(per_category, mean_ap, len(eligible), precision, recall, f1,
+                      covered / len(names), person, len(names), errors)
+
+
+def threshold_rule(vocab: Vocabulary, base: float, person: float, per_log2: float = 0.01, cap: float = 0.45) -> np.ndarray:
+    """Per-tag thresholds by the rule build_vocab.py uses, with `person` set on its own."""
+    n = np.array([len(t.labels) for t in vocab.tags], dtype=np.float64)
+    thresholds = np.minimum(cap, base + per_log2 * np.log2(np.maximum(n, 1)))
+    if "person" in vocab:
+        thresholds[vocab.names.index("person")] = person
+    return thresholds
+
+
+def _pair_counts(scores: np.ndarray, thresholds: np.ndarray, truth: list[set[str]],
+                 cat_columns: dict[str, list[int]]) -> tuple[int, int, int, int]:
+    tp = fp = fn = covered = 0
+    above = scores >= thresholds
+    for row, labels in zip(above, truth):
+        predicted = {c for c, cols in cat_columns.items() if cols and row[cols].any()}
+        tp += len(predicted & labels)
+        fp += len(predicted - labels)
+        fn += len(labels - predicted)
+        covered += bool(predicted & labels)
+    return tp, fp, fn, covered
+
+
+def cross_validate(folder: Path, tagger: Tagger, folds: int = 5, seed: int = 0) -> dict:
+    """Held-out P/R/F1/coverage when the two threshold numbers are chosen without the test fold."""
+    labels = json.loads((folder / "labels.json").read_text())
+    names = sorted(labels["images"])
+    truth = [set(labels["images"][n]["labels"]) for n in names]
+    vocab = tagger.vocabulary
+    mapping = category_tags(labels["categories"], vocab)
+    cat_columns = {c: [vocab.names.index(t) for t in tags] for c, tags in mapping.items()}
+    results = list(tagger.tag_paths(folder / "images" / n for n in names))
+    scores = np.stack([r.tag_scores if r.ok else np.zeros(len(vocab)) for r in results])
+    fold_of = np.random.default_rng(seed).permutation(len(names)) % folds
+    grid = [(b, p) for b in (0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3) for p in (0.05, 0.08, 0.1, 0.15, 0.2, 0.3)]
+    total = np.zeros(4, dtype=np.int64)
+    chosen = []
+    for k in range(folds):
+        train, test = fold_of != k, fold_of == k
+        train_truth = [t for t, m in zip(truth, train) if m]
+        test_truth = [t for t, m in zip(truth, test) if m]
+
+        def f1(params: tuple[float, float]) -> float:
+            tp, fp, fn, _ = _pair_counts(scores[train], threshold_rule(vocab, *params), train_truth, cat_columns)
+            return 2 * tp / max(1, 2 * tp + fp + fn)
+
+        best = max(grid, key=f1)
+        chosen.append(best)
+        total += np.array(_pair_counts(scores[test], threshold_rule(vocab, *best), test_truth, cat_columns))
+    tp, fp, fn, covered = (int(x) for x in total)
+    precision, recall = tp / max(1, tp + fp), tp / max(1, tp + fn)
+    return {
+        "folds": folds,
+        "chosen": chosen,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / max(1e-12, precision + recall),
+        "coverage": covered / len(names),
+    }
+
+
+def report(ev: Evaluation, min_positives: int) -> str:
+    lines = [f"{'category':<16} {'tags':<22} {'pos':>4} {'AP':>6}"]
+    for cat, v in sorted(ev.per_category.items(), key=lambda kv: -kv[1]["positives"]):
+        if v["positives"] == 0:
+            continue
+        mark = "" if v["positives"] >= min_positives else "  (not in mean)"
+        lines.append(f"{cat:<16} {','.join(v['tags']) or '-':<22} {v['positives']:>4} {v['ap']:>6.3f}{mark}")
+    lines.append("")
+    lines.append(f"photos {ev.photos}, unreadable {ev.errors}")
+    lines.append(f"mean AP ({ev.mean_ap_categories} categories with >= {min_positives} positives): {ev.mean_ap:.3f}")
+    lines.append(f"micro precision {ev.micro_precision:.3f}  recall {ev.micro_recall:.3f}  F1 {ev.micro_f1:.3f}")
+    lines.append(f"coverage (photos with >= 1 correct tag): {ev.coverage:.3f}")
+    if ev.person:
+        p = ev.person
+        key = next(k for k in p if k.startswith("best_recall"))
+        lines.append(
+            f"person: {p['positives']} positives; recall {p[key]:.3f} at precision >= 0.85 (score {p['at_score']:.3f}); "
+            f"at shipped threshold {p['shipped_threshold']:.2f}: precision {p['precision_at_shipped']:.3f} recall {p['recall_at_shipped']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="folder with labels.json and images/")
+    parser.add_argument("--model", type=Path, default=None, help="model bundle directory (default: packaged)")
+    parser.add_argument("--min-positives", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated thresholds")
+    args = parser.parse_args(argv)
+    if not (args.folder / "labels.json").is_file():
+        parser.error(f"{args.folder}/labels.json not found")
+    tagger = Tagger(Model(args.model))
+    ev = evaluate(args.folder, tagger, args.min_positives)
+    print(report(ev, args.min_positives))
+    figures = ev.as_dict()
+    if args.cv:
+        cv = cross_validate(args.folder, tagger, args.cv)
+        figures["cross_validated"] = cv
+        print(
+            f"{args.cv}-fold cross-validated thresholds (chosen per fold: {cv['chosen']}): "
+            f"precision {cv['precision']:.3f} recall {cv['recall']:.3f} F1 {cv['f1']:.3f} coverage {cv['coverage']:.3f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
+    print(
+        f"RESULT mean_ap={ev.mean_ap:.4f} coverage={ev.coverage:.4f} precision={ev.micro_precision:.4f} "
+        f"recall={ev.micro_recall:.4f} f1={ev.micro_f1:.4f} "
+        f"person_recall_at_p85={next((v for k, v in ev.person.items() if k.startswith('best_recall')), float('nan')):.4f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
