@@ -22,6 +22,10 @@ log = logging.getLogger("tagd")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class UsageError(TagdError):
+    """The command line asks for something inconsistent (exit 2)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -35,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except NotAvailableError as exc:
+    except (NotAvailableError, UsageError) as exc:
         print(f"tagd {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TagdError as exc:
@@ -68,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--model", type=Path, metavar="DIR", help="model bundle directory (default: config model.path, else the packaged model)")
     tag.add_argument("--threads", type=int, metavar="N", help="inference threads (default: config model.threads)")
     tag.add_argument("--batch-size", type=int, metavar="N", help="photos per inference batch (default: config model.batch_size)")
+    tag.add_argument("--write", action="store_true", help="write the tags into the photos' keywords (XMP, IPTC, EXIF) atomically")
+    tag.add_argument("--sidecar", action="store_true", help="with --write: write .xmp sidecars only, never the photos themselves")
     tag.set_defaults(func=cmd_tag)
+
+    revert = sub.add_parser("revert", help="restore the keywords photos had before tagd", description="Give photos back the keywords they had before tagd wrote, and remove tagd's provenance. Later keyword edits by the user are kept.")
+    revert.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
+    revert.set_defaults(func=cmd_revert)
 
     reserved: list[tuple[str, str, str]] = [
         ("run", "watch folders and tag new photos (the daemon)", "the folder-watching service"),
@@ -76,7 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         ("search", "find photos in the index with a query", "the tag index"),
         ("show", "show one photo's tags from the index", "the tag index"),
         ("similar", "find visually similar photos", "the tag index"),
-        ("revert", "restore the keywords a photo had before tagd", "writing keywords into photos"),
         ("stats", "index statistics", "the tag index"),
         ("config", "show or check the configuration", "the configuration service"),
     ]
@@ -101,6 +110,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     m = settings.model
+    if args.sidecar and not args.write:
+        raise UsageError("--sidecar only makes sense with --write")
+    writer = _make_writer(settings, sidecar_only=args.sidecar) if args.write else None
     model = Model(
         args.model or m.path,
         threads=args.threads if args.threads is not None else m.threads,
@@ -112,6 +124,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
         decode_workers=m.decode_workers or None,
         max_tags=m.max_tags,
     )
+    if writer is not None:
+        return _tag_and_write(args, tagger, writer)
     out = sys.stdout
     failed = done = 0
     started = time.monotonic()
@@ -137,6 +151,74 @@ def cmd_tag(args: argparse.Namespace) -> int:
         print("tagd tag: no photos found", file=sys.stderr)
         return EXIT_FAILED
     log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _make_writer(settings, sidecar_only: bool):  # noqa: ANN001, ANN202 - lazy imports
+    from tagd.metadata import MetadataWriter, WriteOptions, check_available
+
+    check_available()  # before any photo: say how to install exiftool if it is missing
+    w = settings.write
+    return MetadataWriter(options=WriteOptions(
+        sidecar="always" if sidecar_only else w.sidecar, sidecar_naming=w.sidecar_naming, mtime=w.mtime,
+    ))
+
+
+def _tag_and_write(args: argparse.Namespace, tagger, writer) -> int:  # noqa: ANN001
+    from tagd.pipeline import Pipeline
+    from tagd.tagger import expand_paths
+
+    failed = done = changed = 0
+    for outcome in Pipeline(tagger, writer).run(expand_paths(args.paths)):
+        done += 1
+        changed += outcome.changed
+        if not outcome.ok:
+            failed += 1
+            log.warning("%s: %s", outcome.path, outcome.error)
+        if args.json:
+            record = {
+                "path": str(outcome.path),
+                "tags": [{"name": t.name, "score": t.score, "source": t.source} for t in outcome.tags],
+                "error": outcome.error,
+                "written": str(outcome.target) if outcome.changed else None,
+                "keywords": outcome.keywords,
+                "added": outcome.added,
+            }
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif outcome.ok:
+            state = f"wrote {outcome.target}" if outcome.changed else "unchanged"
+            sys.stdout.write(f"{outcome.path}\t+{', '.join(outcome.added) or '-'}\t({state})\n")
+        else:
+            sys.stdout.write(f"{outcome.path}\tERROR {outcome.error}\n")
+        sys.stdout.flush()
+    if done == 0:
+        print("tagd tag: no photos found", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("%d photos, %d written, %d failed", done, changed, failed)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    from tagd.config import load_settings
+    from tagd.metadata import WriteError
+    from tagd.metadata.sidecar import RAW_SUFFIXES
+    from tagd.tagger import PHOTO_SUFFIXES, expand_paths
+
+    writer = _make_writer(load_settings(args.config), sidecar_only=False)
+    failed = done = 0
+    suffixes = PHOTO_SUFFIXES | RAW_SUFFIXES
+    for path in expand_paths(args.paths, suffixes=suffixes):
+        done += 1
+        try:
+            outcome = writer.revert(path)
+        except WriteError as exc:
+            failed += 1
+            print(f"{path}\tERROR {exc.reason}")
+            continue
+        print(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}")
+    if done == 0:
+        print("tagd revert: no photos found", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_FAILED if failed else EXIT_OK
 
 

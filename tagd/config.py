@@ -59,12 +59,26 @@ class ModelSettings(_Section):
         return [value] if isinstance(value, str) else value
 
 
+class WriteSettings(_Section):
+    sidecar: Literal["auto", "always"] = Field(
+        "auto",
+        description="auto: keywords go into JPEG/PNG/WebP/TIFF files and into .xmp sidecars for RAW and other formats; always: sidecars only (read-only libraries).",
+    )
+    sidecar_naming: Literal["full", "stem"] = Field(
+        "full", description="New sidecar names: full = IMG_1234.CR2.xmp (darktable, digiKam), stem = IMG_1234.xmp (Adobe)."
+    )
+    mtime: Literal["update", "preserve"] = Field(
+        "update", description="After a write: update the file's mtime (photo managers notice the change) or preserve it."
+    )
+
+
 class IndexSettings(_Section):
     path: Path = Field(default_factory=default_index_path, description="SQLite index file.")
 
 
 class Settings(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
+    write: WriteSettings = Field(default_factory=WriteSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
 
 

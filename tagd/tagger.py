@@ -124,7 +124,7 @@ def load_vocabulary(model: Model) -> Vocabulary:
     )
 
 
-def expand_paths(args: Iterable[Path], recursive: bool = True) -> Iterator[Path]:
+def expand_paths(args: Iterable[Path], recursive: bool = True, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> Iterator[Path]:
     """Files as given; folders expanded to the photos inside them, sorted, dotfiles skipped."""
     for arg in args:
         arg = Path(arg)
@@ -133,7 +133,7 @@ def expand_paths(args: Iterable[Path], recursive: bool = True) -> Iterator[Path]
             for child in walker:
                 if any(part.startswith(".") for part in child.relative_to(arg).parts):
                     continue
-                if child.suffix.lower() in PHOTO_SUFFIXES and child.is_file():
+                if child.suffix.lower() in suffixes and child.is_file():
                     yield child
         else:
             yield arg

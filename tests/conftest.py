@@ -61,3 +61,24 @@ def tagger(model):
     from tagd.tagger import Tagger
 
     return Tagger(model, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def writer():
+    from tagd.metadata import MetadataWriter
+
+    w = MetadataWriter()
+    yield w
+    w.exiftool.close()
+
+
+@pytest.fixture
+def jpeg(real_photo_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of a real JPEG (the cat)."""
+    path = tmp_path / "cat.jpg"
+    path.write_bytes((real_photo_dir / "chelsea.jpg").read_bytes())
+    return path
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tagd-tmp-" in p.name)

@@ -1,0 +1,226 @@
+"""File structure checks and the "image payload" of each container (pure, no exiftool).
+
+Before a write: refuse files whose structure is broken or hostile (truncated, no SOI,
+zero-length segments, two XMP packets, XMP with a DOCTYPE or invalid UTF-8). After a write:
+the payload (JPEG scan data, PNG IDAT, WebP bitstream) must be byte-identical, which proves
+the pixels were not re-encoded.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+
+from tagd.errors import TagdError
+
+XMP_JPEG_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+XMP_EXTENSION_HEADER = b"http://ns.adobe.com/xmp/extension/\x00"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_XMP_BYTES = 16 * 1024 * 1024  # far beyond any real packet; a zip bomb in iTXt stops here
+
+
+class StructureError(TagdError):
+    """The file is malformed or hostile; `reason` is one line for the user."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class Container:
+    kind: str  # "jpeg" | "png" | "webp" | "tiff" | "other"
+    xmp_packets: list[bytes] = field(default_factory=list)
+    payload: bytes | None = None  # compressed image data; None where we cannot cut it out
+
+
+def sniff(head: bytes) -> str:
+    if head.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return "other"
+
+
+def inspect(data: bytes, suffix: str = "") -> Container:
+    """Parse `data` enough to refuse broken files and cut out the payload."""
+    kind = sniff(data[:16])
+    if kind == "other" and suffix.lower() in (".jpg", ".jpeg", ".jpe"):
+        raise StructureError("not a JPEG: no SOI marker at the start")
+    if kind == "jpeg":
+        container = _inspect_jpeg(data)
+    elif kind == "png":
+        container = _inspect_png(data)
+    elif kind == "webp":
+        container = _inspect_webp(data)
+    elif kind == "tiff":
+        container = Container("tiff", xmp_packets=_find_packets(data))
+    else:
+        container = Container("other", xmp_packets=_find_packets(data))
+    if len(container.xmp_packets) > 1:
+        raise StructureError(f"{len(container.xmp_packets)} standard XMP packets in one file (ambiguous; refusing)")
+    for packet in container.xmp_packets:
+        check_xmp(packet)
+    return container
+
+
+def check_xmp(packet: bytes) -> None:
+    """Refuse XMP that is not valid UTF-8, carries a DOCTYPE/ENTITY, or is not well-formed XML."""
+    if packet.startswith((b"\xfe\xff", b"\xff\xfe")):
+        try:
+            text = packet.decode("utf-16")
+        except UnicodeDecodeError:
+            raise StructureError("XMP packet is not valid UTF-16") from None
+    else:
+        try:
+            text = packet.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StructureError(f"XMP packet is not valid UTF-8 (byte {exc.start})") from None
+    upper = text.upper()
+    if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
+        raise StructureError("XMP packet contains a DOCTYPE/ENTITY declaration (entity-expansion or XXE risk)")
+    try:
+        SafeET.fromstring(text.strip().rstrip("\x00").strip() or "<empty/>", forbid_dtd=True, forbid_entities=True)
+    except DefusedXmlException as exc:
+        raise StructureError(f"XMP packet refused: {type(exc).__name__}") from None
+    except SafeET.ParseError as exc:
+        raise StructureError(f"XMP packet is not well-formed XML ({exc})") from None
+
+
+def _inspect_jpeg(data: bytes) -> Container:
+    n = len(data)
+    pos = 2
+    packets: list[bytes] = []
+    while True:
+        if pos >= n:
+            raise StructureError("truncated JPEG: ends before the image data")
+        if data[pos] != 0xFF:
+            raise StructureError(f"corrupt JPEG: expected a marker at byte {pos}")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise StructureError("truncated JPEG: ends inside a marker")
+        marker = data[pos]
+        start = pos - 1
+        pos += 1
+        if marker == 0xD8:
+            raise StructureError(f"corrupt JPEG: second SOI marker at byte {start}")
+        if marker == 0xD9:
+            raise StructureError("corrupt JPEG: EOI before any image data")
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            continue
+        if pos + 2 > n:
+            raise StructureError("truncated JPEG: ends inside a segment header")
+        (length,) = struct.unpack(">H", data[pos:pos + 2])
+        if length < 2:
+            raise StructureError(f"corrupt JPEG: zero-length segment (marker 0xFF{marker:02X} at byte {start})")
+        end = pos + length
+        if end > n:
+            raise StructureError(f"truncated JPEG: segment 0xFF{marker:02X} at byte {start} runs past the end of the file")
+        body = data[pos + 2:end]
+        if marker == 0xE1 and body.startswith(XMP_JPEG_HEADER):
+            packets.append(body[len(XMP_JPEG_HEADER):])
+        if marker == 0xDA:
+            payload = data[start:]
+            if not data.rstrip(b"\x00").endswith(b"\xff\xd9") and data.find(b"\xff\xd9", end) < 0:
+                raise StructureError("truncated JPEG: the image data has no end (no EOI marker)")
+            return Container("jpeg", packets, payload)
+        pos = end
+
+
+def _inspect_png(data: bytes) -> Container:
+    pos, n = len(PNG_SIGNATURE), len(data)
+    packets: list[bytes] = []
+    idat = bytearray()
+    first = True
+    while True:
+        if pos + 8 > n:
+            raise StructureError("truncated PNG: no IEND chunk")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            raise StructureError(f"truncated PNG: chunk {kind!r} runs past the end of the file")
+        body = data[pos + 8:pos + 8 + length]
+        if zlib.crc32(kind + body) != struct.unpack(">I", data[end - 4:end])[0]:
+            raise StructureError(f"corrupt PNG: bad CRC in chunk {kind.decode('latin-1')!r}")
+        if first and kind != b"IHDR":
+            raise StructureError("corrupt PNG: first chunk is not IHDR")
+        first = False
+        if kind == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\x00"):
+            packets.append(_itxt_text(body))
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            return Container("png", packets, bytes(idat))
+        pos = end
+
+
+def _itxt_text(body: bytes) -> bytes:
+    _, _, rest = body.partition(b"\x00")
+    if len(rest) < 2:
+        raise StructureError("corrupt PNG: short iTXt chunk")
+    compressed, rest = rest[0], rest[2:]
+    _, _, rest = rest.partition(b"\x00")  # language tag
+    _, _, text = rest.partition(b"\x00")  # translated keyword
+    if compressed:
+        inflater = zlib.decompressobj()
+        try:
+            text = inflater.decompress(text, MAX_XMP_BYTES)
+        except zlib.error as exc:
+            raise StructureError(f"corrupt PNG: compressed XMP does not inflate ({exc})") from None
+        if inflater.unconsumed_tail:
+            raise StructureError("PNG XMP inflates beyond 16 MB (refusing a compression bomb)")
+    return text
+
+
+def _inspect_webp(data: bytes) -> Container:
+    (riff_size,) = struct.unpack("<I", data[4:8])
+    if riff_size + 8 > len(data):
+        raise StructureError("truncated WebP: file shorter than its RIFF header says")
+    pos, end_all = 12, riff_size + 8
+    packets: list[bytes] = []
+    payload = bytearray()
+    while pos + 8 <= end_all:
+        kind, size = struct.unpack("<4sI", data[pos:pos + 8])
+        end = pos + 8 + size
+        if end > end_all:
+            raise StructureError(f"truncated WebP: chunk {kind!r} runs past the end")
+        body = data[pos + 8:end]
+        if kind == b"XMP ":
+            packets.append(body)
+        elif kind in (b"VP8 ", b"VP8L", b"ALPH", b"ANMF"):
+            payload += kind + body
+        pos = end + (size & 1)
+    if not payload:
+        raise StructureError("corrupt WebP: no image data")
+    return Container("webp", packets, bytes(payload))
+
+
+def _find_packets(data: bytes) -> list[bytes]:
+    """XMP packets in a container we do not parse (TIFF): every `<x:xmpmeta` ... `</x:xmpmeta>`."""
+    packets = []
+    pos = 0
+    while True:
+        start = data.find(b"<x:xmpmeta", pos)
+        if start < 0:
+            return packets
+        end = data.find(b"</x:xmpmeta>", start)
+        if end < 0:
+            raise StructureError("truncated XMP packet (no closing x:xmpmeta)")
+        head = data.rfind(b"<?xpacket begin", max(0, start - 200), start)
+        packets.append(data[head if head >= 0 else start:end + len(b"</x:xmpmeta>")])
+        pos = end
+
+
+def read_head(path: Path, size: int = 16) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(size)

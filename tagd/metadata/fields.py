@@ -1,0 +1,165 @@
+"""The keyword fields other photo tools read, and the MWG rule for reading them (pure functions).
+
+Field list and rules: shared/METADATA.md. Reading follows exiftool's MWG.pm: a naive union of
+dc:subject and IPTC brings back keywords a non-XMP-aware tool already deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+# exiftool tag names, by the short names tagd uses for them.
+SUBJECT = "XMP-dc:Subject"
+HIERARCHICAL = "XMP-lr:HierarchicalSubject"
+TAGSLIST = "XMP-digiKam:TagsList"
+LASTKEYWORDXMP = "XMP-microsoft:LastKeywordXMP"
+IPTC_KEYWORDS = "IPTC:Keywords"
+XPKEYWORDS = "IFD0:XPKeywords"
+IPTC_DIGEST = "Photoshop:IPTCDigest"
+CURRENT_IPTC_DIGEST = "File:CurrentIPTCDigest"
+
+FIELDS: dict[str, str] = {
+    "subject": SUBJECT,
+    "hierarchical": HIERARCHICAL,
+    "tagslist": TAGSLIST,
+    "lastkeywordxmp": LASTKEYWORDXMP,
+    "iptc": IPTC_KEYWORDS,
+    "xpkeywords": XPKEYWORDS,
+}
+# Always written: what every reader looks at first (Windows, macOS, Lightroom, darktable).
+ALWAYS = ("subject", "hierarchical")
+
+READ_ARGS = (
+    "-struct", "-a", "-G1",
+    f"-{SUBJECT}", f"-{HIERARCHICAL}", f"-{TAGSLIST}", f"-{LASTKEYWORDXMP}",
+    f"-{IPTC_KEYWORDS}", f"-{XPKEYWORDS}", f"-{IPTC_DIGEST}", f"-{CURRENT_IPTC_DIGEST}",
+    "-XMP-tagd:all", "-File:FileType", "-File:MIMEType",
+)
+
+IPTC_MAX_BYTES = 64
+
+
+def as_list(value: Any) -> list[str]:
+    """exiftool JSON gives a lone list item as a scalar; everything becomes a list of str."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def split_xp(value: Any) -> list[str]:
+    return [part.strip() for part in str(value).split(";") if part.strip()] if value else []
+
+
+def read_xp_keywords(path: Path) -> list[str] | None:
+    """XPKeywords decoded from its raw UTF-16LE bytes, or None where piexif cannot say.
+
+    exiftool 12.57 decodes XPKeywords as UCS-2 and turns characters outside the BMP (emoji)
+    into "?", so for JPEG and TIFF tagd reads the bytes itself.
+    """
+    if path.suffix.lower() not in (".jpg", ".jpeg", ".jpe", ".tif", ".tiff"):
+        return None
+    try:
+        import piexif
+
+        raw = piexif.load(str(path)).get("0th", {}).get(0x9C9E)
+    except Exception:  # piexif fails on exotic files; exiftool's reading then stands
+        return None
+    if raw is None:
+        return None
+    data = bytes(raw)
+    return split_xp(data.decode("utf-16-le", "replace").rstrip("\x00"))
+
+
+def xp_argument(keywords: list[str]) -> str:
+    """XPKeywords value for exiftool: characters outside the BMP as UTF-16 surrogate pairs.
+
+    exiftool encodes each code point as one UCS-2 unit and drops those above U+FFFF; handing it
+    the two surrogates (sent as surrogate-escaped UTF-8) makes it write proper UTF-16LE.
+    """
+    text = ";".join(keywords)
+    return "".join(c if ord(c) < 0x10000 else _surrogates(c) for c in text)
+
+
+def _surrogates(c: str) -> str:
+    code = ord(c) - 0x10000
+    return chr(0xD800 + (code >> 10)) + chr(0xDC00 + (code & 0x3FF))
+
+
+def truncate_utf8(text: str, limit: int = IPTC_MAX_BYTES) -> str:
+    """Cut to at most `limit` UTF-8 bytes without splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def unique(items: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+@dataclass
+class FieldValues:
+    """The keyword fields present in one file (or sidecar), as exiftool reports them."""
+
+    present: dict[str, list[str]] = field(default_factory=dict)
+    iptc_digest: str | None = None
+    current_iptc_digest: str | None = None
+    has_xmp: bool = False
+
+    @classmethod
+    def from_exiftool(cls, record: dict[str, Any], raw_xp: list[str] | None = None) -> "FieldValues":
+        """`raw_xp`: XPKeywords decoded from the bytes (see `read_xp_keywords`), preferred."""
+        present: dict[str, list[str]] = {}
+        for short, tag in FIELDS.items():
+            if tag in record:
+                if short == "xpkeywords":
+                    present[short] = raw_xp if raw_xp is not None else split_xp(record[tag])
+                else:
+                    present[short] = as_list(record[tag])
+        has_xmp = any(k.startswith("XMP-") for k in record)
+        return cls(present, _str(record.get(IPTC_DIGEST)), _str(record.get(CURRENT_IPTC_DIGEST)), has_xmp)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def mwg_keywords(values: FieldValues) -> list[str]:
+    """The photo's keywords by the MWG rule (exiftool MWG.pm), first-seen order, no duplicates.
+
+    No IPTC -> XMP. XMP present and the IPTC digest missing or matching -> XMP. Otherwise the
+    IPTC was edited by a tool that does not know XMP, so IPTC wins (with its 64-byte cuts
+    repaired from XMP). Then hierarchical leaves and XPKeywords are added.
+    """
+    present = values.present
+    xmp = present.get("subject", [])
+    iptc = present.get("iptc")
+    if iptc is None:
+        base = xmp
+    elif values.has_xmp and "subject" in present and (
+        values.iptc_digest is None or values.iptc_digest == values.current_iptc_digest
+    ):
+        base = xmp
+    else:
+        base = [_repair_truncation(k, xmp) for k in iptc]
+    leaves = [path.split("|")[-1].strip() for path in present.get("hierarchical", [])]
+    return unique(k.strip() for k in [*base, *leaves, *present.get("xpkeywords", [])] if k.strip())
+
+
+def _repair_truncation(keyword: str, xmp: list[str]) -> str:
+    if len(keyword.encode("utf-8")) < IPTC_MAX_BYTES - 3:
+        return keyword
+    for full in xmp:
+        if full.startswith(keyword) and full != keyword:
+            return full
+    return keyword

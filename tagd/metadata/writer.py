@@ -1,0 +1,513 @@
+"""Reading and writing a photo's keywords, atomically and verified, with provenance for revert.
+
+The safe write procedure (shared/METADATA.md): refuse broken or hostile files; have exiftool
+write a temp file beside the original; check the temp file (image payload byte-identical,
+all other metadata unchanged, keywords read back, no new validation warnings); fsync it;
+carry over mode, owner and xattrs; make sure the original did not change meanwhile;
+`os.replace`; fsync the directory. On any failure the temp file is removed and the original
+is byte-identical. Writing what is already there is a no-op, so repeated writes leave the
+file byte-identical to the first.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import secrets
+import stat as stat_mod
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tagd.errors import TagdError
+from tagd.metadata.containers import StructureError, inspect, sniff
+from tagd.metadata.exiftool import ExifTool, ExifToolError, first_error
+from tagd.metadata.fields import (
+    ALWAYS, FIELDS, READ_ARGS, FieldValues, mwg_keywords, read_xp_keywords, truncate_utf8, unique,
+    xp_argument,
+)
+from tagd.metadata.provenance import NS, Provenance
+from tagd.metadata.sidecar import (
+    SidecarNaming, SidecarPolicy, existing_sidecar, sidecar_path, wants_sidecar,
+)
+from tagd.metadata.webp import set_xmp
+
+log = logging.getLogger(__name__)
+
+TEMP_MARK = ".tagd-tmp-"
+_TEMP_RE = re.compile(r"^\..*\.tagd-tmp-(\d+)-[0-9a-f]+(\.[^.]*)?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Differences in these are the point of a write (or exiftool's bookkeeping), not damage.
+_EXPECTED_CHANGES = {
+    *FIELDS.values(),
+    "Photoshop:IPTCDigest", "IPTC:CodedCharacterSet", "XMP-x:XMPToolkit", "SourceFile",
+    "ExifTool:Validate", "ExifTool:Warning", "ExifTool:ExifToolVersion",
+    "RIFF:WebP_Flags",  # the VP8X flag that announces an XMP chunk
+}
+
+
+class WriteError(TagdError):
+    """Keywords could not be written; the original is untouched. `reason` is one line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    sidecar: SidecarPolicy = "auto"
+    sidecar_naming: SidecarNaming = "full"
+    mtime: Literal["update", "preserve"] = "update"
+
+
+@dataclass
+class PhotoKeywords:
+    """A photo's keywords as tagd found them, and where they live."""
+
+    photo: Path
+    target: Path  # the file that holds (or will hold) the keywords: the photo or its sidecar
+    in_sidecar: bool
+    keywords: list[str]
+    fields: FieldValues
+    provenance: Provenance | None
+    stat: os.stat_result | None  # of `target`; None for a sidecar not created yet
+    file_keywords: list[str] = field(default_factory=list)  # in the photo itself, when a sidecar is used
+
+
+@dataclass
+class KeywordUpdate:
+    """What to write: the final keyword list (by relevance) and how tagd got there."""
+
+    keywords: list[str]
+    hierarchy: dict[str, str] = field(default_factory=dict)  # keyword -> "animal|cat"
+    machine_tags: dict[str, float] = field(default_factory=dict)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    model_version: str | None = None
+
+
+@dataclass
+class WriteOutcome:
+    photo: Path
+    target: Path
+    changed: bool
+    keywords: list[str]
+    message: str = ""
+
+
+def clean_keyword(keyword: str) -> str:
+    """Keywords are single-line text: control characters become spaces, ends trimmed."""
+    return " ".join(_CONTROL.sub(" ", keyword).split())
+
+
+class MetadataWriter:
+    def __init__(self, exiftool: ExifTool | None = None, options: WriteOptions = WriteOptions()) -> None:
+        self.exiftool = exiftool or ExifTool()
+        self.options = options
+        self._cleaned_dirs: set[Path] = set()
+        self._clean_lock = threading.Lock()
+
+    # ---- reading --------------------------------------------------------------------------
+    def read(self, photo: Path) -> PhotoKeywords:
+        """The photo's keywords by the MWG rule, from its sidecar when it has (or needs) one."""
+        photo = Path(os.path.realpath(photo))
+        use_sidecar = wants_sidecar(photo, self.options.sidecar)
+        sidecar = existing_sidecar(photo)
+        try:
+            photo_stat = os.stat(photo)
+        except FileNotFoundError:
+            raise WriteError(photo, "file not found") from None
+        except OSError as exc:
+            raise WriteError(photo, f"cannot stat: {exc.strerror}") from None
+        if not stat_mod.S_ISREG(photo_stat.st_mode):
+            raise WriteError(photo, "not a regular file")
+        if use_sidecar or sidecar is not None:
+            target = sidecar or sidecar_path(photo, self.options.sidecar_naming)
+            file_record = self._read_record(photo)
+            file_values = FieldValues.from_exiftool(file_record, read_xp_keywords(photo))
+            if sidecar is not None:
+                record = self._read_record(sidecar)
+                values = FieldValues.from_exiftool(record)
+                keywords = mwg_keywords(values) if values.present else mwg_keywords(file_values)
+                return PhotoKeywords(photo, sidecar, True, keywords, values, Provenance.from_exiftool(record),
+                                     os.stat(sidecar), mwg_keywords(file_values))
+            keywords = mwg_keywords(file_values)
+            return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords)
+        record = self._read_record(photo)
+        values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
+        return PhotoKeywords(photo, photo, False, mwg_keywords(values), values,
+                             Provenance.from_exiftool(record), photo_stat)
+
+    def _read_record(self, path: Path) -> dict[str, Any]:
+        try:
+            records = self.exiftool.read_json([path], READ_ARGS)
+        except ExifToolError as exc:
+            raise WriteError(path, f"cannot read metadata: {exc}") from None
+        record = records[0]
+        if "ExifTool:Error" in record:
+            raise WriteError(path, f"cannot read metadata: {record['ExifTool:Error']}")
+        return record
+
+    # ---- writing --------------------------------------------------------------------------
+    def write(self, current: PhotoKeywords, update: KeywordUpdate) -> WriteOutcome:
+        final = unique(k for k in (clean_keyword(k) for k in update.keywords) if k)
+        values = self._field_values(current, final, update.hierarchy)
+        previous = current.provenance
+        provenance = Provenance(
+            model_version=update.model_version,
+            machine_tags={k: v for k, v in update.machine_tags.items() if k in final},
+            added=[k for k in update.added if k in final],
+            removed=list(update.removed),
+            rejected=list(update.rejected),
+            written=final,
+            originals=previous.originals if previous else dict(current.fields.present),
+            created_sidecar=previous.created_sidecar if previous else (current.in_sidecar and current.stat is None),
+        )
+        if previous is not None and previous.comparable() == provenance.comparable() and all(
+            current.fields.present.get(short) == vals for short, vals in values.items()
+        ):
+            return WriteOutcome(current.photo, current.target, False, final, "already up to date")
+        self._apply(current, values, provenance)
+        return WriteOutcome(current.photo, current.target, True, final)
+
+    def revert(self, photo: Path) -> WriteOutcome:
+        """Give the photo back the keywords it had before tagd, and drop tagd's namespace."""
+        current = self.read(photo)
+        prov = current.provenance
+        if prov is None:
+            return WriteOutcome(current.photo, current.target, False, current.keywords, "nothing to revert: tagd never wrote here")
+        if set(current.keywords) == set(prov.written):
+            # Untouched since tagd's last write: every field back exactly as it was.
+            if prov.created_sidecar and current.in_sidecar:
+                self._remove_sidecar(current)
+                return WriteOutcome(current.photo, current.target, True, current.file_keywords, "removed the sidecar tagd created")
+            values = {short: prov.originals.get(short) for short in set(FIELDS) if short in prov.originals or short in current.fields.present}
+        else:
+            # The user edited keywords after tagd: keep their edits, undo only tagd's own.
+            added = set(prov.added)
+            final = unique([*(k for k in current.keywords if k not in added), *prov.removed])
+            values = self._field_values(current, final, {})
+        self._apply(current, values, None)
+        restored = mwg_keywords(FieldValues({k: v for k, v in values.items() if v is not None}))
+        return WriteOutcome(current.photo, current.target, True, restored, "reverted")
+
+    def _field_values(self, current: PhotoKeywords, final: list[str], hierarchy: dict[str, str]) -> dict[str, list[str] | None]:
+        present = current.fields.present
+        # Keep the user's own hierarchy for their keywords ("Places|Lisbon"), tagd's for its tags.
+        existing_paths: dict[str, list[str]] = {}
+        for path in present.get("hierarchical", []):
+            existing_paths.setdefault(path.split("|")[-1].strip(), []).append(path)
+        paths = unique(p for k in final for p in (existing_paths.get(k) or [hierarchy.get(k, k)]))
+        values: dict[str, list[str] | None] = {"subject": final, "hierarchical": paths}
+        if "tagslist" in present:
+            values["tagslist"] = [p.replace("|", "/") for p in paths]
+        if "lastkeywordxmp" in present:
+            values["lastkeywordxmp"] = final
+        # WebP keeps IPTC/EXIF in chunks tagd does not rewrite (see webp.py): XMP only there.
+        xmp_only = current.target.suffix.lower() == ".webp"
+        if "iptc" in present and not xmp_only:
+            values["iptc"] = unique(truncate_utf8(k) for k in final)
+        if "xpkeywords" in present and not xmp_only:
+            values["xpkeywords"] = final
+        for short in ALWAYS:
+            values.setdefault(short, [])
+        return values
+
+    # ---- the safe write procedure -----------------------------------------------------------
+    def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None) -> None:
+        target = current.target
+        directory = target.parent
+        self._clean_stale_temp_files(directory)
+        creating = current.stat is None
+        original_data = b""
+        if not creating:
+            original_data = self._precheck(target, current.stat)
+        temp = self._temp_name(target, target.suffix)
+        args = self._exiftool_args(values, provenance)
+        try:
+            if creating:
+                self._exiftool_create(target, temp, args, [])
+            elif sniff(original_data[:16]) == "webp":
+                self._write_webp(target, original_data, temp, args)
+            else:
+                self._exiftool_create(target, temp, ["-o", os.path.abspath(temp), *args], [target])
+            if not creating:
+                self._verify(target, original_data, temp, values, provenance)
+            _fsync_file(temp)
+            if not creating:
+                _copy_attributes(target, temp, current.stat, self.options.mtime)
+            self._replace(temp, target, current.stat)
+        except ExifToolError as exc:
+            _unlink_quietly(temp)
+            raise WriteError(target, str(exc)) from None
+        except WriteError:
+            _unlink_quietly(temp)
+            raise
+        except OSError as exc:
+            _unlink_quietly(temp)
+            raise WriteError(target, _os_reason(exc)) from None
+        except BaseException:
+            _unlink_quietly(temp)
+            raise
+
+    def _temp_name(self, target: Path, suffix: str) -> Path:
+        return target.parent / f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+    def _exiftool_create(self, target: Path, output: Path, args: list[str], sources: list[Path]) -> None:
+        out, err = self.exiftool.execute([*args, *(os.path.abspath(s) for s in sources or [output])])
+        if "1 image files created" not in out or not output.is_file():
+            raise WriteError(target, f"exiftool did not write it: {first_error(err) or out.strip() or 'no output'}")
+
+    def _write_webp(self, target: Path, data: bytes, temp: Path, args: list[str]) -> None:
+        """exiftool edits the XMP as a standalone packet; webp.set_xmp swaps the chunk."""
+        packets = inspect(data, target.suffix).xmp_packets
+        xmp_in, xmp_out = self._temp_name(target, ".xmp"), self._temp_name(target, ".xmp")
+        try:
+            if packets:
+                xmp_in.write_bytes(packets[0])
+                self._exiftool_create(target, xmp_out, ["-o", os.path.abspath(xmp_out), *args], [xmp_in])
+            else:
+                self._exiftool_create(target, xmp_out, args, [])
+            new = set_xmp(data, xmp_out.read_bytes())
+        except StructureError as exc:
+            raise WriteError(target, exc.reason) from None
+        finally:
+            _unlink_quietly(xmp_in)
+            _unlink_quietly(xmp_out)
+        with open(temp, "xb") as fh:
+            fh.write(new)
+
+    def _precheck(self, target: Path, seen: os.stat_result) -> bytes:
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            raise WriteError(target, "file vanished before writing") from None
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise WriteError(target, "not a regular file")
+        if _changed(seen, st):
+            raise WriteError(target, "file changed since its keywords were read; not written")
+        if st.st_nlink > 1:
+            raise WriteError(target, f"hard-linked ({st.st_nlink} links): rewriting would break the link; use sidecar mode")
+        if not st.st_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
+            raise WriteError(target, "read-only file (no write permission bits); not written")
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise WriteError(target, "directory is not writable; use sidecar mode elsewhere or fix permissions")
+        try:
+            data = target.read_bytes()
+        except OSError as exc:
+            raise WriteError(target, _os_reason(exc)) from None
+        try:
+            inspect(data, target.suffix)
+        except StructureError as exc:
+            raise WriteError(target, exc.reason) from None
+        return data
+
+    def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None) -> list[str]:
+        args = ["-charset", "iptc=UTF8"]
+        for short, items in values.items():
+            tag = FIELDS[short]
+            if short == "iptc" and items is not None:
+                # Re-encode the existing IPTC as UTF-8 and keep it, replacing only the keywords.
+                args += ["-tagsFromFile", "@", "-IPTC:all", "--IPTC:Keywords", "-IPTC:CodedCharacterSet=UTF8"]
+            args.append(f"-{tag}=")
+            if items is None:
+                continue
+            if short == "xpkeywords":
+                if items:
+                    args.append(f"-{tag}={xp_argument(items)}")
+            else:
+                args += [f"-{tag}={item}" for item in items]
+            if short == "iptc":
+                args.append("-Photoshop:IPTCDigest=new")
+        args += provenance.assignments() if provenance else [f"-{NS}:all="]
+        return args
+
+    def _verify(self, original: Path, original_data: bytes, temp: Path, values: dict[str, list[str] | None],
+                provenance: Provenance | None) -> None:
+        new_data = temp.read_bytes()
+        try:
+            before, after = inspect(original_data, original.suffix), inspect(new_data, original.suffix)
+        except StructureError as exc:
+            raise WriteError(original, f"written file failed the structure check: {exc.reason}") from None
+        if before.payload is not None and before.payload != after.payload:
+            raise WriteError(original, "image data would change (exiftool re-encoded the payload); not written")
+        if before.kind == "tiff":
+            _same_pixels(original, temp)
+        try:
+            records = self.exiftool.read_json(
+                [original, temp], ["-a", "-G1", "-n", "-struct", "-all", "-validate", "--System:all", "--File:all"]
+            )
+        except ExifToolError as exc:
+            raise WriteError(original, f"cannot re-read the written file: {exc}") from None
+        old, new = records
+        changed = sorted(
+            key for key in set(old) | set(new)
+            if key not in _EXPECTED_CHANGES and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
+            and not key.endswith(("Offset", "Offsets"))  # where data sits moves; the data is checked apart
+            and old.get(key) != new.get(key)
+        )
+        if changed:
+            raise WriteError(original, f"other metadata would change ({', '.join(changed[:5])}); not written")
+        if _warning_count(new) > _warning_count(old):
+            raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
+        got = FieldValues.from_exiftool(new, read_xp_keywords(temp) if temp.suffix else None).present
+        for short, expected in values.items():
+            if (got.get(short) or None) != (expected or None):
+                raise WriteError(original, f"{FIELDS[short]} did not read back as written; not written")
+        got_prov = Provenance.from_exiftool(new)
+        if (got_prov.comparable() if got_prov else None) != (provenance.comparable() if provenance else None):
+            raise WriteError(original, "tagd provenance did not read back as written; not written")
+
+    def _replace(self, temp: Path, target: Path, seen: os.stat_result | None) -> None:
+        if seen is not None:
+            try:
+                now = os.stat(target)
+            except FileNotFoundError:
+                raise WriteError(target, "file vanished while writing; not replaced") from None
+            if _changed(seen, now):
+                raise WriteError(target, "file changed while writing; not replaced (will retry when it settles)")
+        elif target.exists():
+            raise WriteError(target, "a sidecar appeared while writing; not replaced")
+        os.replace(temp, target)
+        _fsync_dir(target.parent)
+
+    def _remove_sidecar(self, current: PhotoKeywords) -> None:
+        assert current.stat is not None
+        now = os.stat(current.target)
+        if _changed(current.stat, now):
+            raise WriteError(current.target, "sidecar changed while reverting; not removed")
+        os.unlink(current.target)
+        _fsync_dir(current.target.parent)
+
+    def _clean_stale_temp_files(self, directory: Path) -> None:
+        """Remove temp files left by a tagd process that died between write and rename."""
+        with self._clean_lock:
+            if directory in self._cleaned_dirs:
+                return
+            self._cleaned_dirs.add(directory)
+        removed = remove_stale_temp_files(directory)
+        if removed:
+            log.info("%s: removed %d temp file(s) left by an interrupted tagd", directory, removed)
+
+
+def remove_stale_temp_files(directory: Path) -> int:
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def is_temp_file(name: str) -> bool:
+    return bool(_TEMP_RE.match(name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _changed(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) != (b.st_size, b.st_mtime_ns, b.st_ino, b.st_dev)
+
+
+def _warning_count(record: dict[str, Any]) -> int:
+    # With -n, Validate reads "errors warnings minor-warnings".
+    return sum(int(n) for n in re.findall(r"\d+", str(record.get("ExifTool:Validate", "0"))))
+
+
+def _same_pixels(original: Path, temp: Path) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(original) as a, Image.open(temp) as b:
+            if a.size != b.size or a.mode != b.mode or a.tobytes() != b.tobytes():
+                raise WriteError(original, "image pixels would change; not written")
+    except WriteError:
+        raise
+    except Exception as exc:  # Pillow cannot read this TIFF flavour: exiftool's checks stand alone
+        log.debug("%s: pixel comparison skipped (%s)", original, exc)
+
+
+def _copy_attributes(original: Path, temp: Path, st: os.stat_result | None, mtime: str) -> None:
+    assert st is not None
+    os.chmod(temp, stat_mod.S_IMODE(st.st_mode))
+    tst = os.stat(temp)
+    if (tst.st_uid, tst.st_gid) != (st.st_uid, st.st_gid):
+        try:
+            os.chown(temp, st.st_uid, st.st_gid)
+        except PermissionError:
+            raise WriteError(original, "cannot keep the file's owner/group (permission denied); not written") from None
+    try:
+        names = os.listxattr(original)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        names = []
+    for name in names:
+        try:
+            os.setxattr(temp, name, os.getxattr(original, name))
+        except OSError as exc:
+            raise WriteError(original, f"cannot keep extended attribute {name} ({exc.strerror}); not written") from None
+    if mtime == "preserve":
+        os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("%s: could not remove temp file: %s", path, exc.strerror)
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "disk full; not written"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; not written"
+    if exc.errno == errno.EROFS:
+        return "read-only file system; not written"
+    return f"{exc.strerror or exc}; not written"
