@@ -58,7 +58,8 @@ def refine_add_only(
 
     # The user's keywords: everything present that tagd did not put there.
     user = [k for k in current if k.casefold() not in added_before]
-    taken = {k.casefold() for k in user}
+    user_by_fold = {k.casefold(): k for k in reversed(user)}
+    taken = set(user_by_fold)
     ranked = sorted(model_tags, key=lambda t: (-t.score, t.name))
     additions: list[str] = []
     scores: dict[str, float] = {}
@@ -67,8 +68,9 @@ def refine_add_only(
         if folded in rejected_folded:
             continue
         if folded in taken:
-            # The user already has it (perhaps spelt "Cat"): keep theirs, record the score.
-            scores.setdefault(next(k for k in user if k.casefold() == folded), tag.score)
+            if folded in user_by_fold:
+                # The user already has it (perhaps spelt "Cat"): keep theirs, record the score.
+                scores.setdefault(user_by_fold[folded], tag.score)
             continue
         taken.add(folded)
         additions.append(tag.name)

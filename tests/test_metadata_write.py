@@ -25,7 +25,7 @@ HIERARCHY = {"cat": "animal|cat"}
 KEYWORD_FIELDS = {
     "XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-digiKam:TagsList", "XMP-microsoft:LastKeywordXMP",
     "IPTC:Keywords", "IFD0:XPKeywords", "Photoshop:IPTCDigest", "IPTC:CodedCharacterSet", "XMP-x:XMPToolkit",
-    "RIFF:WebP_Flags",
+    "RIFF:WebP_Flags", "IPTC:EnvelopeRecordVersion",
 }
 
 

@@ -35,10 +35,25 @@ READ_ARGS = (
     "-struct", "-a", "-G1",
     f"-{SUBJECT}", f"-{HIERARCHICAL}", f"-{TAGSLIST}", f"-{LASTKEYWORDXMP}",
     f"-{IPTC_KEYWORDS}", f"-{XPKEYWORDS}", f"-{IPTC_DIGEST}", f"-{CURRENT_IPTC_DIGEST}",
-    "-XMP-tagd:all", "-File:FileType", "-File:MIMEType",
+    "-XMP-tagd:all", "-File:FileType", "-File:MIMEType", "-ExifTool:Warning",
 )
 
 IPTC_MAX_BYTES = 64
+
+# exiftool warnings that mean the metadata structure is broken: such a file is not rewritten.
+_STRUCTURAL = ("ifd", "directory", "corrupt", "truncated", "bad ", "short ", "invalid", "overlap", "offset")
+
+
+def structural_warnings(record: dict[str, Any]) -> list[str]:
+    """exiftool's non-minor warnings about a broken structure (a corrupt or hostile EXIF)."""
+    out = []
+    for warning in as_list(record.get("ExifTool:Warning")):
+        text = warning.strip()
+        if text.startswith("[minor]"):
+            continue
+        if any(word in text.lower() for word in _STRUCTURAL):
+            out.append(text)
+    return out
 
 
 def as_list(value: Any) -> list[str]:

@@ -26,8 +26,8 @@ from tagd.errors import TagdError
 from tagd.metadata.containers import StructureError, inspect, sniff
 from tagd.metadata.exiftool import ExifTool, ExifToolError, first_error
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, READ_ARGS, FieldValues, mwg_keywords, read_xp_keywords, truncate_utf8, unique,
-    xp_argument,
+    ALWAYS, FIELDS, READ_ARGS, FieldValues, mwg_keywords, read_xp_keywords, structural_warnings,
+    truncate_utf8, unique, xp_argument,
 )
 from tagd.metadata.provenance import NS, Provenance
 from tagd.metadata.sidecar import (
@@ -47,6 +47,7 @@ _EXPECTED_CHANGES = {
     "Photoshop:IPTCDigest", "IPTC:CodedCharacterSet", "XMP-x:XMPToolkit", "SourceFile",
     "ExifTool:Validate", "ExifTool:Warning", "ExifTool:ExifToolVersion",
     "RIFF:WebP_Flags",  # the VP8X flag that announces an XMP chunk
+    "IPTC:EnvelopeRecordVersion",  # added with CodedCharacterSet (envelope record 1:90)
 }
 
 
@@ -78,6 +79,7 @@ class PhotoKeywords:
     provenance: Provenance | None
     stat: os.stat_result | None  # of `target`; None for a sidecar not created yet
     file_keywords: list[str] = field(default_factory=list)  # in the photo itself, when a sidecar is used
+    structure_warnings: list[str] = field(default_factory=list)  # exiftool's, for `target`
 
 
 @dataclass
@@ -143,7 +145,8 @@ class MetadataWriter:
         record = self._read_record(photo)
         values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
         return PhotoKeywords(photo, photo, False, mwg_keywords(values), values,
-                             Provenance.from_exiftool(record), photo_stat)
+                             Provenance.from_exiftool(record), photo_stat,
+                             structure_warnings=structural_warnings(record))
 
     def _read_record(self, path: Path) -> dict[str, Any]:
         try:
@@ -227,6 +230,8 @@ class MetadataWriter:
         self._clean_stale_temp_files(directory)
         creating = current.stat is None
         original_data = b""
+        if current.structure_warnings:
+            raise WriteError(target, f"damaged metadata ({current.structure_warnings[0]}); not rewritten")
         if not creating:
             original_data = self._precheck(target, current.stat)
         temp = self._temp_name(target, target.suffix)
@@ -341,12 +346,11 @@ class MetadataWriter:
         if before.kind == "tiff":
             _same_pixels(original, temp)
         try:
-            records = self.exiftool.read_json(
-                [original, temp], ["-a", "-G1", "-n", "-struct", "-all", "-validate", "--System:all", "--File:all"]
+            old, new = self.exiftool.read_json(
+                [original, temp], ["-a", "-G1", "-n", "-struct", "-all", "--System:all", "--File:all"]
             )
         except ExifToolError as exc:
             raise WriteError(original, f"cannot re-read the written file: {exc}") from None
-        old, new = records
         changed = sorted(
             key for key in set(old) | set(new)
             if key not in _EXPECTED_CHANGES and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
@@ -355,7 +359,9 @@ class MetadataWriter:
         )
         if changed:
             raise WriteError(original, f"other metadata would change ({', '.join(changed[:5])}); not written")
-        if _warning_count(new) > _warning_count(old):
+        # -validate costs ~15 ms a file: check the original only when the new file has warnings.
+        new_warnings = self._validation_count(original, temp)
+        if new_warnings and new_warnings > self._validation_count(original, original):
             raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
         got = FieldValues.from_exiftool(new, read_xp_keywords(temp) if temp.suffix else None).present
         for short, expected in values.items():
@@ -364,6 +370,13 @@ class MetadataWriter:
         got_prov = Provenance.from_exiftool(new)
         if (got_prov.comparable() if got_prov else None) != (provenance.comparable() if provenance else None):
             raise WriteError(original, "tagd provenance did not read back as written; not written")
+
+    def _validation_count(self, original: Path, path: Path) -> int:
+        try:
+            (record,) = self.exiftool.read_json([path], ["-G1", "-n", "-validate", "-ExifTool:Validate"])
+        except ExifToolError as exc:
+            raise WriteError(original, f"cannot validate the written file: {exc}") from None
+        return _warning_count(record)
 
     def _replace(self, temp: Path, target: Path, seen: os.stat_result | None) -> None:
         if seen is not None:

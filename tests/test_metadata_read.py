@@ -1,0 +1,71 @@
+"""Reading keywords by the MWG rule: pure cases, and real files edited by other tools."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from metadata_oracles import exiftool_write
+from tagd.metadata.fields import FieldValues, mwg_keywords, truncate_utf8
+
+
+def values(digest: str | None = None, current: str | None = None, has_xmp: bool = True, **present: list[str]) -> FieldValues:
+    return FieldValues(dict(present), digest, current, has_xmp)
+
+
+def test_xmp_only() -> None:
+    assert mwg_keywords(values(subject=["a", "b"])) == ["a", "b"]
+
+
+def test_iptc_only() -> None:
+    assert mwg_keywords(values(has_xmp=False, iptc=["a", "b"])) == ["a", "b"]
+
+
+def test_matching_digest_means_xmp_wins() -> None:
+    assert mwg_keywords(values("d1", "d1", subject=["new"], iptc=["stale"])) == ["new"]
+
+
+def test_missing_digest_means_xmp_wins() -> None:
+    assert mwg_keywords(values(None, "d1", subject=["new"], iptc=["stale"])) == ["new"]
+
+
+def test_digest_mismatch_means_iptc_was_edited_later() -> None:
+    assert mwg_keywords(values("old", "d2", subject=["stale"], iptc=["edited"])) == ["edited"]
+
+
+def test_truncated_iptc_repaired_from_xmp() -> None:
+    long = "x" * 70
+    cut = truncate_utf8(long)
+    assert mwg_keywords(values("old", "new", subject=[long, "b"], iptc=[cut, "c"])) == [long, "c"]
+
+
+def test_hierarchical_leaves_and_xpkeywords_added() -> None:
+    got = mwg_keywords(values(subject=["a"], hierarchical=["Places|Lisbon", "a"], xpkeywords=["win"]))
+    assert got == ["a", "Lisbon", "win"]
+
+
+@given(st.text(min_size=0, max_size=40))
+def test_truncate_utf8_never_splits_a_character(text: str) -> None:
+    cut = truncate_utf8(text, 20)
+    assert len(cut.encode("utf-8")) <= 20
+    assert text.startswith(cut)
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
+def test_file_edited_by_a_non_xmp_aware_tool(writer, jpeg: Path) -> None:
+    """IPTC and XMP disagree: read by MWG (IPTC edited later wins), not by union."""
+    exiftool_write(jpeg, "-XMP-dc:Subject=beach", "-XMP-dc:Subject=dog", "-IPTC:Keywords=beach",
+                   "-IPTC:Keywords=dog", "-Photoshop:IPTCDigest=new")
+    assert writer.read(jpeg).keywords == ["beach", "dog"]
+    # An old IPTC-only editor removes "dog" and adds "sea"; it knows nothing of the digest.
+    exiftool_write(jpeg, "-IPTC:Keywords=beach", "-IPTC:Keywords=sea", "-Photoshop:IPTCDigest=00000000000000000000000000000000")
+    assert writer.read(jpeg).keywords == ["beach", "sea"]
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
+def test_seq_and_single_values(writer, jpeg: Path) -> None:
+    exiftool_write(jpeg, "-XMP-dc:Subject=only", "-XMP-digiKam:TagsList=a/b")
+    assert writer.read(jpeg).keywords == ["only"]

@@ -1,0 +1,49 @@
+"""Add-only refinement: the user's keywords are never removed, altered or reordered."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from tagd.refine import MachineTag, refine_add_only
+
+words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12)
+tags = st.lists(st.builds(MachineTag, words, st.floats(0, 1, allow_nan=False)), max_size=8)
+
+
+@settings(max_examples=400)
+@given(user=st.lists(words, max_size=8, unique=True), model=tags,
+       added=st.lists(words, max_size=4), rejected=st.lists(words, max_size=4))
+def test_add_only_never_touches_user_keywords(user, model, added, rejected) -> None:
+    # `added` are tagd's earlier additions: they are only the user's if the user did not get them from tagd.
+    current = [*user, *[a for a in added if a not in user]]
+    result = refine_add_only(current, model, previously_added=[a for a in added if a not in user],
+                             previously_written=current, previously_rejected=rejected)
+    assert result.keywords[: len(user)] == user  # same keywords, same spelling, same order
+    rejected_folded = {r.casefold() for r in result.rejected}
+    assert not any(a.casefold() in rejected_folded for a in result.added)
+    assert len({k.casefold() for k in result.keywords}) == len(result.keywords)  # no case-duplicates
+
+
+def test_model_tags_are_added_best_first() -> None:
+    result = refine_add_only(["holiday"], [MachineTag("animal", 0.9), MachineTag("cat", 0.95)])
+    assert result.keywords == ["holiday", "cat", "animal"]
+    assert result.added == ["cat", "animal"]
+
+
+def test_user_spelling_wins() -> None:
+    result = refine_add_only(["Cat"], [MachineTag("cat", 0.9)])
+    assert result.keywords == ["Cat"] and result.added == [] and result.machine_tags == {"Cat": 0.9}
+
+
+def test_tagd_replaces_only_its_own_earlier_additions() -> None:
+    result = refine_add_only(["holiday", "dog"], [MachineTag("cat", 0.9)],
+                             previously_added=["dog"], previously_written=["holiday", "dog"])
+    assert result.keywords == ["holiday", "cat"]
+
+
+def test_deleted_addition_is_rejected_forever() -> None:
+    result = refine_add_only(["holiday"], [MachineTag("dog", 0.9)],
+                             previously_added=["dog"], previously_written=["holiday", "dog"])
+    assert result.keywords == ["holiday"] and result.rejected == ["dog"]
+    again = refine_add_only(["holiday"], [MachineTag("dog", 0.99)], previously_rejected=result.rejected)
+    assert again.keywords == ["holiday"]

@@ -1,0 +1,94 @@
+"""`tagd revert`: the user's keywords come back in every field, tagd's additions go."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from metadata_oracles import as_list, exiftool_json, exiftool_keywords, exiftool_write
+from tagd.metadata import KeywordUpdate
+from tagd.refine import MachineTag, refine_add_only
+
+pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
+
+FIELDS = ["XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-digiKam:TagsList",
+          "XMP-microsoft:LastKeywordXMP", "IPTC:Keywords", "IFD0:XPKeywords"]
+
+
+def tag_round(writer, path: Path, model: list[tuple[str, float]], version: str) -> None:
+    current = writer.read(path)
+    prov = current.provenance
+    refined = refine_add_only(
+        current.keywords, [MachineTag(n, s) for n, s in model],
+        previously_added=prov.added if prov else (), previously_written=prov.written if prov else (),
+        previously_rejected=prov.rejected if prov else (),
+    )
+    writer.write(current, KeywordUpdate(keywords=refined.keywords, machine_tags=refined.machine_tags,
+                                        added=refined.added, rejected=refined.rejected, model_version=version,
+                                        hierarchy={"cat": "animal|cat"}))
+
+
+def snapshot(path: Path) -> dict:
+    got = exiftool_keywords(path)
+    return {f: got.get(f) for f in FIELDS}
+
+
+def test_revert_after_two_writes_restores_every_field(writer, jpeg: Path) -> None:
+    exiftool_write(jpeg, "-XMP-dc:Subject=Grandma", "-XMP-dc:Subject=Lisbon 2023", "-XMP-lr:HierarchicalSubject=People|Grandma",
+                   "-IPTC:Keywords=Grandma", "-IPTC:Keywords=Lisbon 2023", "-IFD0:XPKeywords=Grandma;Lisbon 2023")
+    original = snapshot(jpeg)
+    tag_round(writer, jpeg, [("cat", 0.9), ("animal", 0.95)], "m@1")
+    tag_round(writer, jpeg, [("cat", 0.8), ("sofa", 0.4)], "m@2")  # a newer model, other tags
+    written = as_list(exiftool_keywords(jpeg)["XMP-dc:Subject"])
+    assert written[:2] == ["Grandma", "Lisbon 2023"] and "sofa" in written and "animal" not in written
+    outcome = writer.revert(jpeg)
+    assert outcome.changed
+    assert snapshot(jpeg) == original
+    assert not any(k.startswith("XMP-tagd:") for k in exiftool_json(jpeg, "-XMP-tagd:all"))
+    assert writer.read(jpeg).provenance is None
+
+
+def test_revert_file_that_had_no_keywords(writer, jpeg: Path) -> None:
+    tag_round(writer, jpeg, [("cat", 0.9)], "m@1")
+    writer.revert(jpeg)
+    assert snapshot(jpeg) == {f: None for f in FIELDS}
+
+
+def test_revert_keeps_the_users_later_edits(writer, jpeg: Path) -> None:
+    exiftool_write(jpeg, "-XMP-dc:Subject=holiday")
+    tag_round(writer, jpeg, [("cat", 0.9), ("animal", 0.95)], "m@1")
+    # The user, in another tool, adds "Mittens" and deletes tagd's "animal" (keeping fields in sync).
+    exiftool_write(jpeg, "-XMP-dc:Subject=holiday", "-XMP-dc:Subject=cat", "-XMP-dc:Subject=Mittens",
+                   "-XMP-lr:HierarchicalSubject=holiday", "-XMP-lr:HierarchicalSubject=animal|cat", "-XMP-lr:HierarchicalSubject=Mittens")
+    writer.revert(jpeg)
+    assert writer.read(jpeg).keywords == ["holiday", "Mittens"]
+
+
+def test_user_deleted_tag_is_never_added_again(writer, jpeg: Path) -> None:
+    tag_round(writer, jpeg, [("cat", 0.9), ("animal", 0.95)], "m@1")
+    exiftool_write(jpeg, "-XMP-dc:Subject=cat", "-XMP-lr:HierarchicalSubject=animal|cat")  # user removes "animal"
+    tag_round(writer, jpeg, [("cat", 0.9), ("animal", 0.95)], "m@1")
+    current = writer.read(jpeg)
+    assert current.keywords == ["cat"]
+    assert current.provenance is not None and current.provenance.rejected == ["animal"]
+
+
+def test_revert_of_untouched_file_is_a_no_op(writer, jpeg: Path) -> None:
+    before = jpeg.read_bytes()
+    outcome = writer.revert(jpeg)
+    assert not outcome.changed and "never wrote" in outcome.message
+    assert jpeg.read_bytes() == before
+
+
+def test_revert_removes_a_sidecar_tagd_created(writer, real_photo_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    raw = tmp_path / "IMG_9.ORF"
+    with Image.open(real_photo_dir / "chelsea.jpg") as im:
+        im.save(raw, format="TIFF")
+    tag_round(writer, raw, [("cat", 0.9)], "m@1")
+    assert (tmp_path / "IMG_9.ORF.xmp").is_file()
+    writer.revert(raw)
+    assert not (tmp_path / "IMG_9.ORF.xmp").exists()
