@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from tagd import __version__
-from tagd.errors import NotAvailableError, TagdError
+from tagd.errors import TagdError
 
 log = logging.getLogger("tagd")
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except (NotAvailableError, UsageError) as exc:
+    except UsageError as exc:
         print(f"tagd {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TagdError as exc:
@@ -63,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, metavar="PATH", help="config file (default: /etc/tagd/config.toml, then $XDG_CONFIG_HOME/tagd/config.toml)")
     parser.add_argument("--index", type=Path, metavar="PATH", help="index database (default: $XDG_DATA_HOME/tagd/index.sqlite3)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    # The same options are accepted after the command too (`tagd run --index x.db ~/Pictures`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--index", type=Path, metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
     tag = sub.add_parser("tag", help="tag photos now, without the daemon", description="Tag files or folders now and print the tags. Read-only: nothing is written.")
     tag.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
@@ -80,27 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
     revert.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
     revert.set_defaults(func=cmd_revert)
 
-    reserved: list[tuple[str, str, str]] = [
-        ("run", "watch folders and tag new photos (the daemon)", "the folder-watching service"),
-        ("scan", "tag what changed under folders once, in the foreground", "reconciliation scans"),
-        ("search", "find photos in the index with a query", "the tag index"),
-        ("show", "show one photo's tags from the index", "the tag index"),
-        ("similar", "find visually similar photos", "the tag index"),
-        ("stats", "index statistics", "the tag index"),
-        ("config", "show or check the configuration", "the configuration service"),
-    ]
-    for name, help_text, arrives_with in reserved:
-        cmd = sub.add_parser(name, help=f"{help_text} (not in this version)", description=f"{help_text}. Not in this version of tagd: it arrives with {arrives_with}.")
-        cmd.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        cmd.set_defaults(func=_not_available(arrives_with))
+    run = sub.add_parser("run", help="watch folders and tag new photos (the daemon)",
+                         description="Watch folders (recursively) and tag, write and index every new or changed photo. "
+                                     "Folders given here replace watch.roots from the config.")
+    run.add_argument("roots", nargs="*", type=Path, metavar="ROOT", help="folders to watch (default: watch.roots)")
+    run.set_defaults(func=cmd_run)
+
+    scan = sub.add_parser("scan", help="tag what changed under folders once, in the foreground",
+                          description="Reconcile folders with the index once: tag new and changed photos, record moves "
+                                      "(without re-tagging) and deletions, with a progress line.")
+    scan.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders (default: watch.roots)")
+    scan.set_defaults(func=cmd_scan)
+
+    config = sub.add_parser("config", help="show or check the configuration",
+                            description="`tagd config show`: every key, its value and what it means; "
+                                        "`tagd config check`: validate and exit 0, or name the bad key and exit 1.")
+    config.add_argument("action", choices=["show", "check"])
+    config.set_defaults(func=cmd_config)
+
+    from tagd.index.commands import register  # search, show, similar, stats: no numpy on import
+
+    register(sub)
     return parser
-
-
-def _not_available(arrives_with: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise NotAvailableError(f"not available in tagd {__version__} yet (arrives with {arrives_with})")
-
-    return run
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -164,12 +173,36 @@ def _make_writer(settings, sidecar_only: bool):  # noqa: ANN001, ANN202 - lazy i
     ))
 
 
+def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
+    from tagd.index.db import Index
+
+    return Index(args.index or settings.index.path)
+
+
 def _tag_and_write(args: argparse.Namespace, tagger, writer) -> int:  # noqa: ANN001
+    from tagd.config import load_settings
     from tagd.pipeline import Pipeline
     from tagd.tagger import expand_paths
 
     failed = done = changed = 0
-    for outcome in Pipeline(tagger, writer).run(expand_paths(args.paths)):
+    index = _open_index(args, load_settings(args.config))
+    index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
+    try:
+        outcomes = Pipeline(tagger, writer, index).run(expand_paths(args.paths))
+        failed, done, changed = _print_outcomes(args, outcomes)
+    finally:
+        index.close()
+        writer.exiftool.close()
+    if done == 0:
+        print("tagd tag: no photos found", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("%d photos, %d written, %d failed", done, changed, failed)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:  # noqa: ANN001
+    failed = done = changed = 0
+    for outcome in outcomes:
         done += 1
         changed += outcome.changed
         if not outcome.ok:
@@ -191,11 +224,88 @@ def _tag_and_write(args: argparse.Namespace, tagger, writer) -> int:  # noqa: AN
         else:
             sys.stdout.write(f"{outcome.path}\tERROR {outcome.error}\n")
         sys.stdout.flush()
-    if done == 0:
-        print("tagd tag: no photos found", file=sys.stderr)
-        return EXIT_FAILED
-    log.info("%d photos, %d written, %d failed", done, changed, failed)
+    return failed, done, changed
+
+
+def _daemon_logging(verbose: int) -> None:
+    # journald timestamps every line itself; info level is the one-line-per-photo log.
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tagd.config import load_settings
+    from tagd.daemon import Daemon
+
+    settings = load_settings(args.config)  # an invalid config fails here, before anything is touched
+    if args.index:
+        settings.index.path = args.index
+    _daemon_logging(args.verbose)
+    return Daemon(settings, args.roots or None, args.config).run()
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from tagd.config import load_settings
+    from tagd.metadata import MetadataWriter, WriteOptions, check_available
+    from tagd.model import Model
+    from tagd.pipeline import Pipeline
+    from tagd.scan import Progress, plan
+    from tagd.tagger import Tagger
+    from tagd.watch import PathFilter
+
+    settings = load_settings(args.config)
+    roots = [Path(os.path.abspath(p)) for p in (args.paths or settings.watch.roots)]
+    if not roots:
+        raise UsageError("nothing to scan: give folders or set watch.roots in the config")
+    missing = [r for r in roots if not r.is_dir()]
+    if missing:
+        raise UsageError(f"not a folder: {missing[0]}")
+    check_available()
+    s = settings
+    model = Model(s.model.path, threads=s.model.threads, providers=s.model.providers)
+    tagger = Tagger(model, batch_size=s.model.batch_size, decode_workers=s.model.decode_workers or None, max_tags=s.model.max_tags)
+    writer = MetadataWriter(options=WriteOptions(sidecar=s.write.sidecar, sidecar_naming=s.write.sidecar_naming, mtime=s.write.mtime))
+    index = _open_index(args, settings)
+    try:
+        index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
+        filter_ = PathFilter(roots, s.watch.extensions, s.watch.include, s.watch.exclude)
+        found = plan(index, roots, filter_, model.version, s.watch.follow_symlinks)
+        for old, new in found.moves:
+            index.move(old, new)
+        for path in found.gone:
+            index.mark_gone(path)
+        progress = Progress(len(found.work))
+        failed = 0
+        for outcome in Pipeline(tagger, writer, index).run(found.work, skip_unchanged=True):
+            progress.step(outcome.ok)
+            if not outcome.ok:
+                failed += 1
+                log.warning("%s: %s", outcome.path, outcome.error)
+        progress.close()
+    finally:
+        index.close()
+        writer.exiftool.close()
+    elapsed = time.monotonic() - progress.started
+    print(f"scanned {', '.join(map(str, roots))}: {len(found.work)} tagged or retried ({failed} failed), "
+          f"{len(found.moves)} moved, {len(found.gone)} gone, {found.unchanged} unchanged "
+          f"in {elapsed:.1f} s ({len(found.work) / max(elapsed, 1e-9):.1f} photos/s)", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from tagd.config import config_search_path, describe, load_settings
+
+    settings = load_settings(args.config)
+    if args.action == "check":
+        used = [str(args.config)] if args.config else [str(p) for p in config_search_path() if p.is_file()]
+        print(f"configuration OK ({', '.join(used) or 'defaults only'})")
+        return EXIT_OK
+    for key, value, description in describe(settings):
+        shown = json.dumps([str(v) for v in value] if isinstance(value, list) else (str(value) if isinstance(value, Path) else value))
+        print(f"{key} = {shown}\n    {description}")
+    return EXIT_OK
 
 
 def cmd_revert(args: argparse.Namespace) -> int:

@@ -72,6 +72,35 @@ class WriteSettings(_Section):
     )
 
 
+DEFAULT_EXCLUDE = ["*.part", "*.crdownload", "*.tmp", "*~", ".*", "@eaDir", "#recycle", ".thumbnails"]
+
+
+class WatchSettings(_Section):
+    roots: list[Path] = Field([], description="Folders to watch, recursively; `tagd run ROOT...` overrides them.")
+    extensions: list[str] = Field(
+        [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".dng", ".cr2", ".cr3",
+         ".nef", ".arw", ".orf", ".raf", ".rw2"],
+        description="File extensions (case-insensitive) that are photos.",
+    )
+    include: list[str] = Field([], description="If set, only paths matching one of these globs (relative to their root) are processed.")
+    exclude: list[str] = Field(DEFAULT_EXCLUDE, description="Globs (matched against each path component and the relative path) that are never processed.")
+    settle_s: float = Field(2.0, ge=0.0, le=3600, description="A file is processed only after its size and mtime have not changed for this long.")
+    rescan_interval_s: float = Field(3600.0, ge=0.0, description="Reconcile the roots with the index this often (0: only at start).")
+    polling: bool = Field(False, description="Poll instead of inotify: for network mounts (NFS, SMB) where inotify sees no events.")
+    poll_interval_s: float = Field(30.0, gt=0, description="Polling interval when polling = true.")
+    queue_size: int = Field(10_000, ge=16, description="Most photos waiting for inference; a burst beyond it waits on disk and is found by the next scan.")
+    batch_ms: int = Field(200, ge=0, le=60_000, description="How long the daemon waits to fill an inference batch.")
+    follow_symlinks: bool = Field(False, description="Follow symlinks inside the roots (links pointing outside the roots are never followed).")
+
+
+class RefineSettings(_Section):
+    mode: Literal["add-only"] = Field(
+        "add-only",
+        description="add-only: tagd adds its tags after yours and never removes, renames or reorders yours. "
+                    "(suggest and full modes, which act on imprecise keywords, are not in this version.)",
+    )
+
+
 class IndexSettings(_Section):
     path: Path = Field(default_factory=default_index_path, description="SQLite index file.")
 
@@ -79,7 +108,19 @@ class IndexSettings(_Section):
 class Settings(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     write: WriteSettings = Field(default_factory=WriteSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    refine: RefineSettings = Field(default_factory=RefineSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+
+
+def describe(settings: "Settings") -> list[tuple[str, Any, str]]:
+    """(key, value, description) for every setting, for `tagd config show`."""
+    rows = []
+    for section_name, section_field in type(settings).model_fields.items():
+        section = getattr(settings, section_name)
+        for key, field in type(section).model_fields.items():
+            rows.append((f"{section_name}.{key}", getattr(section, key), field.description or ""))
+    return rows
 
 
 def load_settings(config: Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -1,14 +1,27 @@
-"""Tag refinement: the photo's keywords + the model's tags -> the final, ranked keyword list.
+"""Tag refinement: keep the relevant tags, remove the imprecise ones, add the missing ones,
+rank them all by relevance. Pure functions over plain data: no I/O, exhaustively testable.
 
-Pure functions, no I/O, so they can be tested exhaustively. This is the `add-only` mode:
-the user's own keywords are never removed, renamed or reordered; tagd adds its confident
-tags after them, best first, and replaces only its own earlier additions.
+Evidence for a tag t on a photo, each in [0, 1] or None when there is none:
+- model: the CNN's score for t (through the vocabulary's synonyms: "couch" is "sofa");
+- neighbours: TagVote (Li, Snoek & Worring 2009) over the k visually nearest library photos,
+  weighted by similarity and corrected for how common t is, so a tag on half the library
+  does not win every vote;
+- co-occurrence: how much more often t goes with the photo's other tags than by chance,
+  learned from the library.
+Their weighted mean is t's relevance. In `add-only` mode (the default) the user's keywords
+are never removed, renamed or reordered; `suggest` records removals without applying them;
+`full` applies them. A tag the user deleted after tagd added it is never added again, and
+a user's tag with no evidence either way is never removed.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
+
+Mode = Literal["add-only", "suggest", "full"]
 
 
 @dataclass(frozen=True)
@@ -17,18 +30,280 @@ class MachineTag:
     score: float
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    similarity: float  # cosine, -1..1
+    tags: frozenset[str]  # the neighbour's user tags (casefolded)
+
+
+@dataclass
+class LibraryStats:
+    """Tag statistics of the user's library (their own tags), for priors and co-occurrence."""
+
+    n_photos: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # casefolded tag -> photos with it
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (a, b), a < b -> photos with both
+    # Per tag, (model score, photo has the tag) over library photos, sorted by score: how far the
+    # model can be trusted for this user's idea of the tag ("handbag" it barely sees, "person" well).
+    score_samples: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
+
+    def add_scores(self, samples: Iterable[tuple[Mapping[str, float], Iterable[str]]]) -> None:
+        """Feed (model scores by user word, the photo's user tags) for library photos."""
+        collected: dict[str, list[tuple[float, bool]]] = {}
+        for scores, tags in samples:
+            have = {t.casefold() for t in tags}
+            for tag, score in scores.items():
+                collected.setdefault(tag.casefold(), []).append((float(score), tag.casefold() in have))
+        for tag, rows in collected.items():
+            rows.sort()
+            self.score_samples[tag] = rows
+
+    def model_lr(self, tag: str, score: float, window: int = 15, min_positives: int = 3) -> float | None:
+        """Likelihood ratio P(score | photo has tag) / P(score | it has not), from the library.
+
+        Among the library photos whose model score for `tag` is closest to `score`, the share
+        that carry the tag, against the tag's share of the whole library (Bayes inverted: the
+        posterior odds over the prior odds is the likelihood ratio). A model blind to this
+        user's idea of the tag scores carriers and others alike, so its ratio stays near 1.
+        None when the library has too few photos with the tag to say.
+        """
+        rows = self.score_samples.get(tag)
+        if not rows:
+            return None
+        positives = sum(1 for _, has in rows if has)
+        if positives < min_positives or len(rows) - positives < min_positives or len(rows) < window:
+            return None
+        i = bisect.bisect_left(rows, (score, False))
+        start = max(0, min(i - window // 2, len(rows) - window))
+        near = sum(1 for _, has in rows[start:start + window] if has)
+        base = positives / len(rows)
+        local = (near + 2 * base) / (window + 2)  # shrunk towards the base rate
+        return (local / (1 - local)) / (base / (1 - base))
+
+    @classmethod
+    def from_tag_sets(cls, tag_sets: Iterable[Iterable[str]]) -> "LibraryStats":
+        stats = cls()
+        for tags in tag_sets:
+            folded = sorted({t.casefold() for t in tags})
+            stats.n_photos += 1
+            for i, a in enumerate(folded):
+                stats.counts[a] = stats.counts.get(a, 0) + 1
+                for b in folded[i + 1:]:
+                    stats.pairs[(a, b)] = stats.pairs.get((a, b), 0) + 1
+        return stats
+
+    def prior(self, tag: str) -> float:
+        return self.counts.get(tag, 0) / self.n_photos if self.n_photos else 0.0
+
+    def together(self, a: str, b: str) -> int:
+        return self.pairs.get((a, b) if a < b else (b, a), 0)
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    k: int = 20
+    near_duplicate: float = 0.97  # neighbours this similar are the same shot: no vote
+    temperature: float = 0.05  # neighbour weight exp((similarity - best) / T): the nearest count most
+    min_neighbour_weight: float = 0.5  # less total weight than this: no neighbour evidence
+    min_tag_count: int = 2  # a library tag seen fewer times gives no neighbour/co-occurrence evidence
+    sources: tuple[bool, bool, bool] = (True, True, True)  # model, neighbours, co-occurrence
+    user_precision: float = 0.7  # prior that a keyword the user wrote is right
+    add_threshold: float = 0.4  # posterior P(tag) to add a tag the photo lacks
+    remove_threshold: float = 0.2  # posterior below which a user's keyword is imprecise (so
+    # roughly 4 in 5 removals are right, if the posterior is calibrated)
+    expected_to_refute: float = 2.0  # a tag absent from the neighbours counts against it only if
+    # the library's frequency makes at least this many of them expected to carry it
+    max_lr: float = 30.0  # no single source may move the odds by more than this
+    max_cooccurrence_lr: float = 3.0
+    neighbour_add_lr: float = 3.0  # a tag the model does not propose needs neighbours this sure
+    max_added: int = 10
+    calibrate: bool = True  # use the library to turn model scores into likelihood ratios
+
+
+@dataclass(frozen=True)
+class Evidence:
+    name: str
+    user: bool
+    model: float | None  # likelihood ratio when calibrated on the library, else the raw score
+    neighbours: float | None  # likelihood ratio
+    cooccurrence: float | None  # likelihood ratio (lift)
+    relevance: float  # posterior probability that the tag belongs on the photo
+    decision: Literal["keep", "add", "suggest-removal", "remove", "none"]
+
+
 @dataclass
 class Refinement:
-    keywords: list[str]  # final list: the user's keywords in their order, then tagd's by score
-    added: list[str]  # keywords tagd contributes (not the user's)
+    keywords: list[str]  # final list, by relevance (user's keywords first in add-only mode)
+    added: list[str]  # keywords tagd contributes
     rejected: list[str]  # tagd's additions the user deleted: never added again
-    machine_tags: dict[str, float] = field(default_factory=dict)  # score of every machine tag in `keywords`
-    removed: list[str] = field(default_factory=list)
+    machine_tags: dict[str, float] = field(default_factory=dict)  # the model's score of each kept/added tag
+    relevance: dict[str, float] = field(default_factory=dict)  # posterior of every tag with evidence
+    removed: list[str] = field(default_factory=list)  # user keywords tagd took out (full mode)
+    suggested_removals: list[str] = field(default_factory=list)  # suggest mode: not applied
+    evidence: list[Evidence] = field(default_factory=list)
 
     @property
     def user_keywords(self) -> list[str]:
         added = set(self.added)
         return [k for k in self.keywords if k not in added]
+
+
+def neighbour_votes(neighbours: Sequence[Neighbour], library: LibraryStats, params: RefineParams = RefineParams()
+                    ) -> tuple[dict[str, float], float]:
+    """Similarity-weighted share of the neighbours carrying each tag, and the total weight.
+
+    As in TagVote, what counts is this share against the tag's prior (its share of the whole
+    library): `refine` turns share/prior into a likelihood ratio, so a tag on half the
+    library gains nothing from being on half the neighbours.
+    """
+    usable = [n for n in neighbours if n.similarity < params.near_duplicate][: params.k]
+    if not usable:
+        return {}, 0.0
+    top = max(n.similarity for n in usable)
+    weights = [math.exp((n.similarity - top) / params.temperature) for n in usable]
+    total = sum(weights)
+    votes: dict[str, float] = {}
+    for w, n in zip(weights, usable):
+        for tag in n.tags:
+            votes[tag] = votes.get(tag, 0.0) + w
+    return {tag: v / total for tag, v in votes.items() if library.counts.get(tag, 0) >= params.min_tag_count}, total
+
+
+def cooccurrence_lift(tag: str, context: Iterable[str], library: LibraryStats, params: RefineParams = RefineParams()
+                      ) -> float | None:
+    """Geometric mean over the photo's other tags of P(tag | other) / P(tag), smoothed."""
+    if library.counts.get(tag, 0) < params.min_tag_count:
+        return None
+    prior = library.prior(tag)
+    logs = []
+    for other in context:
+        if other == tag or library.counts.get(other, 0) < params.min_tag_count:
+            continue
+        conditional = (library.together(tag, other) + prior) / (library.counts[other] + 1)
+        logs.append(math.log(conditional / prior))
+    return math.exp(sum(logs) / len(logs)) if logs else None
+
+
+def refine(
+    current: Sequence[str],
+    model_scores: Mapping[str, float],
+    *,
+    mode: Mode = "add-only",
+    neighbours: Sequence[Neighbour] = (),
+    library: LibraryStats | None = None,
+    model_known: Iterable[str] | None = None,
+    candidates: Iterable[str] | None = None,
+    previously_added: Sequence[str] = (),
+    previously_written: Sequence[str] = (),
+    previously_rejected: Sequence[str] = (),
+    params: RefineParams = RefineParams(),
+) -> Refinement:
+    """Decide, for every tag with evidence, keep / add / suggest-removal / remove; rank by relevance.
+
+    `model_scores` are keyed by the user's own spelling where the vocabulary knows the word;
+    `model_known` are the (casefolded) words the model can score at all, so that a score of 0
+    means "absent" only for those. `candidates` are the model's confident tags: the only
+    model-named tags that may be added.
+    """
+    library = library or LibraryStats()
+    rejected = list(previously_rejected)
+    rejected_f = {k.casefold() for k in rejected}
+    current_f = {k.casefold() for k in current}
+    written_f = {k.casefold() for k in previously_written}
+    for keyword in previously_added:  # tagd added it, it was written, now it is gone: the user said no
+        f = keyword.casefold()
+        if f in written_f and f not in current_f and f not in rejected_f:
+            rejected.append(keyword)
+            rejected_f.add(f)
+
+    # Exact spelling: if tagd wrote "cat" and the user also has "Cat", "Cat" is theirs.
+    added_before = set(previously_added)
+    user = [k for k in current if k not in added_before]
+    user_f = {k.casefold(): k for k in reversed(user)}
+    scores = {k.casefold(): v for k, v in model_scores.items()}
+    known = {k.casefold() for k in model_known} if model_known is not None else set(scores)
+    votes, vote_weight = neighbour_votes(neighbours, library, params)
+    have_neighbours = vote_weight >= params.min_neighbour_weight
+
+    # Context for co-occurrence: the user's tags plus the model's confident ones.
+    names: dict[str, str] = dict(user_f)
+    for name in candidates if candidates is not None else scores:
+        names.setdefault(name.casefold(), name)
+    if have_neighbours:
+        for tag in votes:
+            names.setdefault(tag, tag)
+    context = set(user_f) | {c.casefold() for c in (candidates or ())}
+
+    evidence: list[Evidence] = []
+    use_m, use_n, use_c = params.sources
+    n_usable = sum(1 for n in neighbours[: params.k] if n.similarity < params.near_duplicate)
+    candidate_f = {c.casefold() for c in candidates} if candidates is not None else None
+    lo, hi = 1.0 / params.max_lr, params.max_lr
+    for folded, name in names.items():
+        is_user = folded in user_f
+        prior = library.prior(folded)
+        raw = scores.get(folded) if folded in known else None
+        # Each source is a likelihood ratio; a source that cannot tell says 1. A low raw score
+        # from a model that may be blind to this user's idea of the tag is not evidence against;
+        # a tag absent from the neighbours is, only when the library makes it expected there.
+        m_lr = library.model_lr(folded, raw) if use_m and raw is not None and params.calibrate else None
+        n_share = votes.get(folded, 0.0) if use_n and have_neighbours and library.counts.get(folded, 0) >= params.min_tag_count else None
+        n_lr = None
+        if n_share is not None and prior > 0:
+            n_lr = (n_share + 0.02) / (prior + 0.02)
+            if n_lr < 1.0 and n_usable * prior < params.expected_to_refute:
+                n_lr = None
+        # Co-occurrence only ever supports (a photo lacking a usual companion tag proves little).
+        c_lr = cooccurrence_lift(folded, context - {folded}, library, params) if use_c else None
+        c_lr = min(params.max_cooccurrence_lr, max(1.0, c_lr)) if c_lr is not None else None
+        ratios = [min(hi, max(lo, r)) for r in (m_lr, n_lr, c_lr) if r is not None]
+        if is_user:
+            base = params.user_precision
+        elif prior > 0:
+            base = prior
+        elif use_m and raw is not None:
+            base = raw  # a tag the user never used: the model's own probability is all there is
+        else:
+            base = 0.0
+        if use_m and raw is not None and m_lr is None and not is_user and prior > 0:
+            # Uncalibrated model opinion on a library tag: average it in as a probability.
+            base = (base + raw) / 2
+        odds = base / max(1e-9, 1 - base) if base < 1 else 1e9
+        for r in ratios:
+            odds *= r
+        relevance = odds / (1 + odds)
+        decision: str = "none"
+        if is_user:
+            decision = "keep"
+            refuting = [r for r in (m_lr, n_lr) if r is not None and r < 1.0]
+            if refuting and relevance < params.remove_threshold:
+                decision = {"add-only": "keep", "suggest": "suggest-removal", "full": "remove"}[mode]
+        elif folded not in rejected_f and relevance >= params.add_threshold and (m_lr is None or m_lr >= 1.0) and (
+            candidate_f is None or folded in candidate_f or (n_lr is not None and n_lr >= params.neighbour_add_lr)
+        ):
+            decision = "add"
+        evidence.append(Evidence(name, is_user, raw if m_lr is None else m_lr, n_lr, c_lr, relevance, decision))  # type: ignore[arg-type]
+
+    by_name = {e.name.casefold(): e for e in evidence}
+    relevance_of = {e.name: e.relevance for e in evidence}
+    kept_user = [k for k in user if by_name.get(k.casefold(), None) is None or by_name[k.casefold()].decision != "remove"]
+    additions = sorted((e for e in evidence if e.decision == "add"), key=lambda e: (-e.relevance, e.name))[: params.max_added]
+    if mode == "add-only":
+        keywords = [*user, *(e.name for e in additions)]  # the user's order is theirs
+    else:
+        ranked_user = sorted(kept_user, key=lambda k: -relevance_of.get(k, 1.0))
+        keywords = sorted([*ranked_user, *(e.name for e in additions)], key=lambda k: -relevance_of.get(k, 1.0))
+    return Refinement(
+        keywords=keywords,
+        added=[e.name for e in additions],
+        rejected=rejected,
+        machine_tags={e.name: round(scores[e.name.casefold()], 4) for e in evidence
+                      if e.name in set(keywords) and e.name.casefold() in scores and e.name.casefold() in known},
+        relevance={e.name: round(e.relevance, 4) for e in evidence},
+        removed=[e.name for e in evidence if e.decision == "remove"],
+        suggested_removals=[e.name for e in evidence if e.decision == "suggest-removal"],
+        evidence=evidence,
+    )
 
 
 def refine_add_only(
@@ -39,40 +314,15 @@ def refine_add_only(
     previously_written: Sequence[str] = (),
     previously_rejected: Sequence[str] = (),
 ) -> Refinement:
-    """Merge the model's tags into the photo's keywords without touching the user's.
-
-    `previously_*` come from tagd's provenance in the file: what tagd added and wrote last
-    time, and what the user already rejected. A keyword tagd added that is gone now was
-    deleted by the user: it is remembered as rejected and never added again.
-    """
-    added_before = {k.casefold() for k in previously_added}
-    current_folded = {k.casefold() for k in current}
-    written_folded = {k.casefold() for k in previously_written}
-    rejected = list(previously_rejected)
-    rejected_folded = {k.casefold() for k in rejected}
-    for keyword in previously_added:
-        folded = keyword.casefold()
-        if folded in written_folded and folded not in current_folded and folded not in rejected_folded:
-            rejected.append(keyword)
-            rejected_folded.add(folded)
-
-    # The user's keywords: everything present that tagd did not put there.
-    user = [k for k in current if k.casefold() not in added_before]
-    user_by_fold = {k.casefold(): k for k in reversed(user)}
-    taken = set(user_by_fold)
-    ranked = sorted(model_tags, key=lambda t: (-t.score, t.name))
-    additions: list[str] = []
-    scores: dict[str, float] = {}
-    for tag in ranked:
-        folded = tag.name.casefold()
-        if folded in rejected_folded:
-            continue
-        if folded in taken:
-            if folded in user_by_fold:
-                # The user already has it (perhaps spelt "Cat"): keep theirs, record the score.
-                scores.setdefault(user_by_fold[folded], tag.score)
-            continue
-        taken.add(folded)
-        additions.append(tag.name)
-        scores[tag.name] = tag.score
-    return Refinement(keywords=[*user, *additions], added=additions, rejected=rejected, machine_tags=scores)
+    """The model alone, add-only: the user's keywords, then the model's confident tags by score."""
+    tags = list(model_tags)
+    return refine(
+        current,
+        {t.name: t.score for t in tags},
+        mode="add-only",
+        candidates=[t.name for t in tags],
+        previously_added=previously_added,
+        previously_written=previously_written,
+        previously_rejected=previously_rejected,
+        params=RefineParams(sources=(True, False, False), calibrate=False, add_threshold=0.0, max_added=len(tags)),
+    )

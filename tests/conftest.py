@@ -15,6 +15,16 @@ SHARED = Path(os.environ.get("TAGD_SHARED", REPO.parent / "shared"))
 COCO128 = SHARED / "data" / "coco128-dev"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every test (and every `tagd` subprocess) away from the real user's index and config."""
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="tagd-test-home-"))
+    os.environ["XDG_DATA_HOME"] = str(home / "data")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    os.environ["XDG_STATE_HOME"] = str(home / "state")
+
+
 def _real_images() -> dict[str, np.ndarray]:
     import skimage.data as sd
     from sklearn.datasets import load_sample_image

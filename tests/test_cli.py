@@ -60,11 +60,20 @@ def test_help_lists_every_command() -> None:
     assert "--config" in proc.stdout and "--index" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "scan", "config"])
-def test_reserved_commands_say_so(command: str) -> None:
-    proc = tagd(command, "x")
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "not available" in proc.stderr
+@pytest.mark.parametrize("command", ["run", "scan"])
+def test_missing_folder_is_refused_at_start(command: str, tmp_path: Path) -> None:
+    proc = tagd(command, str(tmp_path / "nope"))
+    assert proc.returncode in (1, 2)
+    assert proc.stderr.count("\n") == 1 and "not a folder" in proc.stderr, proc.stderr
+
+
+def test_config_show_documents_every_key() -> None:
+    proc = tagd("config", "show")
+    assert proc.returncode == 0
+    keys = [line.split(" = ")[0] for line in proc.stdout.splitlines() if not line.startswith(" ")]
+    descriptions = [line for line in proc.stdout.splitlines() if line.startswith("    ")]
+    assert "watch.settle_s" in keys and "refine.mode" in keys and len(descriptions) == len(keys)
+    assert all(d.strip() for d in descriptions)
 
 
 def test_invalid_config_names_the_key(tmp_path: Path, real_photo_dir: Path) -> None:

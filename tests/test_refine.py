@@ -21,7 +21,9 @@ def test_add_only_never_touches_user_keywords(user, model, added, rejected) -> N
     assert result.keywords[: len(user)] == user  # same keywords, same spelling, same order
     rejected_folded = {r.casefold() for r in result.rejected}
     assert not any(a.casefold() in rejected_folded for a in result.added)
-    assert len({k.casefold() for k in result.keywords}) == len(result.keywords)  # no case-duplicates
+    user_f = {k.casefold() for k in user}
+    assert all(a.casefold() not in user_f for a in result.added)  # tagd never adds a case-duplicate
+    assert len({a.casefold() for a in result.added}) == len(result.added)
 
 
 def test_model_tags_are_added_best_first() -> None:
@@ -47,3 +49,36 @@ def test_deleted_addition_is_rejected_forever() -> None:
     assert result.keywords == ["holiday"] and result.rejected == ["dog"]
     again = refine_add_only(["holiday"], [MachineTag("dog", 0.99)], previously_rejected=result.rejected)
     assert again.keywords == ["holiday"]
+
+
+def test_neighbours_bring_a_private_tag() -> None:
+    """A tag no model knows ("mittens") comes from visually similar library photos only."""
+    from tagd.refine import LibraryStats, Neighbour, refine
+
+    library = LibraryStats.from_tag_sets([{"mittens", "cat"}] * 6 + [{"beach"}] * 10 + [{"car"}] * 10)
+    cats = [Neighbour(0.9 - i * 0.01, frozenset({"mittens", "cat"})) for i in range(6)]
+    others = [Neighbour(0.5 - i * 0.01, frozenset({"beach"})) for i in range(10)]
+    got = refine([], {"cat": 0.95}, neighbours=cats + others, library=library, model_known={"cat"}, candidates=["cat"])
+    assert "mittens" in got.added and "cat" in got.added
+    beachy = [Neighbour(0.9 - i * 0.01, frozenset({"beach"})) for i in range(10)]
+    got = refine([], {"cat": 0.01}, neighbours=beachy + others, library=library, model_known={"cat"}, candidates=[])
+    assert "mittens" not in got.added
+
+
+def test_unknown_user_tag_without_evidence_is_never_removed() -> None:
+    from tagd.refine import LibraryStats, refine
+
+    got = refine(["Lisbon 2023"], {"cat": 0.9}, mode="full", library=LibraryStats(), model_known={"cat"}, candidates=["cat"])
+    assert "Lisbon 2023" in got.keywords and not got.removed
+
+
+def test_modes_differ_only_in_what_happens_to_refuted_keywords() -> None:
+    from tagd.refine import LibraryStats, refine
+
+    library = LibraryStats.from_tag_sets([{"person"}] * 40 + [set()] * 40)
+    library.add_scores([({"person": 0.9}, {"person"})] * 40 + [({"person": 0.01}, set())] * 40)
+    outcomes = {mode: refine(["person"], {"person": 0.01}, mode=mode, library=library, model_known={"person"})
+                for mode in ("add-only", "suggest", "full")}
+    assert outcomes["add-only"].keywords == ["person"] and not outcomes["add-only"].removed
+    assert outcomes["suggest"].keywords == ["person"] and outcomes["suggest"].suggested_removals == ["person"]
+    assert outcomes["full"].keywords == [] and outcomes["full"].removed == ["person"]

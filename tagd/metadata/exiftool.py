@@ -14,6 +14,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -75,13 +76,9 @@ class ExifTool:
         exe = shutil.which("exiftool")
         if not exe:
             raise ExifToolMissing()
-        proc = subprocess.Popen(
-            [exe, "-config", str(config_path()), "-stay_open", "True", "-@", "-"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C in the terminal must not kill it mid-write
-        )
+        return _spawner().spawn([exe, "-config", str(config_path()), "-stay_open", "True", "-@", "-"])
+
+    def _configure(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
         for stream in (proc.stdout, proc.stderr):
             assert stream is not None
             os.set_blocking(stream.fileno(), False)
@@ -95,7 +92,7 @@ class ExifTool:
                 raise ExifToolError(f"argument contains a line break: {os.fspath(arg)[:60]!r}")
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
+                self._proc = self._configure(self._start())
             proc = self._proc
             self._counter += 1
             # -echo4 puts a marker on stderr after the command's own stderr, so both streams
@@ -175,6 +172,67 @@ class ExifTool:
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait(timeout=10)
+
+
+class _Spawner:
+    """Starts exiftool processes from one long-lived thread, with PR_SET_PDEATHSIG.
+
+    `exiftool -stay_open` keeps polling stdin after EOF, so a tagd killed with SIGKILL would
+    leave it running for ever. The kernel can kill it when its parent dies, but "parent" is
+    the thread that forked it: forking from a short-lived worker thread would kill exiftool
+    when that thread ends. So every exiftool is forked from this one thread, which lives as
+    long as the process.
+    """
+
+    def __init__(self) -> None:
+        import queue
+
+        self._requests: "queue.Queue[tuple[list[str], queue.Queue]]" = queue.Queue()
+        threading.Thread(target=self._run, name="tagd-exiftool-spawner", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            argv, reply = self._requests.get()
+            try:
+                reply.put(subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    start_new_session=True,  # a Ctrl-C in the terminal must not kill it mid-write
+                    preexec_fn=_die_with_parent,
+                ))
+            except BaseException as exc:  # handed to the caller, who raises it
+                reply.put(exc)
+
+    def spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        import queue
+
+        reply: "queue.Queue" = queue.Queue(maxsize=1)
+        self._requests.put((argv, reply))
+        result = reply.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux, or no libc: the daemon's cgroup cleans up instead
+        pass
+
+
+_spawner_lock = threading.Lock()
+_spawner_instance: _Spawner | None = None
+
+
+def _spawner() -> _Spawner:
+    global _spawner_instance
+    with _spawner_lock:
+        if _spawner_instance is None:
+            _spawner_instance = _Spawner()
+        return _spawner_instance
 
 
 def first_error(stderr: str) -> str | None:

@@ -36,7 +36,33 @@ READ_ARGS = (
     f"-{SUBJECT}", f"-{HIERARCHICAL}", f"-{TAGSLIST}", f"-{LASTKEYWORDXMP}",
     f"-{IPTC_KEYWORDS}", f"-{XPKEYWORDS}", f"-{IPTC_DIGEST}", f"-{CURRENT_IPTC_DIGEST}",
     "-XMP-tagd:all", "-File:FileType", "-File:MIMEType", "-ExifTool:Warning",
+    # For the index: when and with what the photo was taken, and its size.
+    "-ExifIFD:DateTimeOriginal", "-XMP-exif:DateTimeOriginal", "-IFD0:Make", "-IFD0:Model", "-Composite:ImageSize",
 )
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    taken: str | None = None  # "YYYY:MM:DD HH:MM:SS" as EXIF writes it
+    camera: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @classmethod
+    def from_exiftool(cls, record: dict[str, Any]) -> "PhotoInfo":
+        taken = record.get("ExifIFD:DateTimeOriginal") or record.get("XMP-exif:DateTimeOriginal")
+        make, model = (str(record.get(k, "")).strip() for k in ("IFD0:Make", "IFD0:Model"))
+        # "Canon Canon EOS R5" reads badly: drop the make when the model repeats it.
+        camera = model if make and model.lower().startswith(make.split()[0].lower()) else f"{make} {model}".strip()
+        width = height = None
+        size = str(record.get("Composite:ImageSize", ""))
+        for sep in ("x", " "):
+            if sep in size:
+                w, _, h = size.partition(sep)
+                if w.strip().isdigit() and h.strip().isdigit():
+                    width, height = int(w), int(h)
+                break
+        return cls(str(taken) if taken else None, camera or None, width, height)
 
 IPTC_MAX_BYTES = 64
 

@@ -12,6 +12,7 @@ file byte-identical to the first.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ from tagd.errors import TagdError
 from tagd.metadata.containers import StructureError, inspect, sniff
 from tagd.metadata.exiftool import ExifTool, ExifToolError, first_error
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, READ_ARGS, FieldValues, mwg_keywords, read_xp_keywords, structural_warnings,
+    ALWAYS, FIELDS, READ_ARGS, FieldValues, PhotoInfo, mwg_keywords, read_xp_keywords, structural_warnings,
     truncate_utf8, unique, xp_argument,
 )
 from tagd.metadata.provenance import NS, Provenance
@@ -80,6 +81,7 @@ class PhotoKeywords:
     stat: os.stat_result | None  # of `target`; None for a sidecar not created yet
     file_keywords: list[str] = field(default_factory=list)  # in the photo itself, when a sidecar is used
     structure_warnings: list[str] = field(default_factory=list)  # exiftool's, for `target`
+    info: PhotoInfo = field(default_factory=PhotoInfo)  # date taken, camera, size: for the index
 
 
 @dataclass
@@ -102,6 +104,7 @@ class WriteOutcome:
     changed: bool
     keywords: list[str]
     message: str = ""
+    photo_sha256: str | None = None  # of the photo file as it is now, when tagd rewrote it
 
 
 def clean_keyword(keyword: str) -> str:
@@ -139,14 +142,15 @@ class MetadataWriter:
                 values = FieldValues.from_exiftool(record)
                 keywords = mwg_keywords(values) if values.present else mwg_keywords(file_values)
                 return PhotoKeywords(photo, sidecar, True, keywords, values, Provenance.from_exiftool(record),
-                                     os.stat(sidecar), mwg_keywords(file_values))
+                                     os.stat(sidecar), mwg_keywords(file_values), info=PhotoInfo.from_exiftool(file_record))
             keywords = mwg_keywords(file_values)
-            return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords)
+            return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords,
+                                 info=PhotoInfo.from_exiftool(file_record))
         record = self._read_record(photo)
         values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
         return PhotoKeywords(photo, photo, False, mwg_keywords(values), values,
                              Provenance.from_exiftool(record), photo_stat,
-                             structure_warnings=structural_warnings(record))
+                             structure_warnings=structural_warnings(record), info=PhotoInfo.from_exiftool(record))
 
     def _read_record(self, path: Path) -> dict[str, Any]:
         try:
@@ -177,8 +181,9 @@ class MetadataWriter:
             current.fields.present.get(short) == vals for short, vals in values.items()
         ):
             return WriteOutcome(current.photo, current.target, False, final, "already up to date")
-        self._apply(current, values, provenance)
-        return WriteOutcome(current.photo, current.target, True, final)
+        digest = self._apply(current, values, provenance)
+        return WriteOutcome(current.photo, current.target, True, final,
+                            photo_sha256=digest if current.target == current.photo else None)
 
     def revert(self, photo: Path) -> WriteOutcome:
         """Give the photo back the keywords it had before tagd, and drop tagd's namespace."""
@@ -224,7 +229,8 @@ class MetadataWriter:
         return values
 
     # ---- the safe write procedure -----------------------------------------------------------
-    def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None) -> None:
+    def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None) -> str:
+        """Write through the safe procedure; returns the sha256 of the file as written."""
         target = current.target
         directory = target.parent
         self._clean_stale_temp_files(directory)
@@ -243,12 +249,14 @@ class MetadataWriter:
                 self._write_webp(target, original_data, temp, args)
             else:
                 self._exiftool_create(target, temp, ["-o", os.path.abspath(temp), *args], [target])
+            digest = ""
             if not creating:
-                self._verify(target, original_data, temp, values, provenance)
+                digest = self._verify(target, original_data, temp, values, provenance)
             _fsync_file(temp)
             if not creating:
                 _copy_attributes(target, temp, current.stat, self.options.mtime)
             self._replace(temp, target, current.stat)
+            return digest
         except ExifToolError as exc:
             _unlink_quietly(temp)
             raise WriteError(target, str(exc)) from None
@@ -335,7 +343,8 @@ class MetadataWriter:
         return args
 
     def _verify(self, original: Path, original_data: bytes, temp: Path, values: dict[str, list[str] | None],
-                provenance: Provenance | None) -> None:
+                provenance: Provenance | None) -> str:
+        """Refuse a temp file that is not the original plus exactly our edit; returns its sha256."""
         new_data = temp.read_bytes()
         try:
             before, after = inspect(original_data, original.suffix), inspect(new_data, original.suffix)
@@ -370,6 +379,7 @@ class MetadataWriter:
         got_prov = Provenance.from_exiftool(new)
         if (got_prov.comparable() if got_prov else None) != (provenance.comparable() if provenance else None):
             raise WriteError(original, "tagd provenance did not read back as written; not written")
+        return hashlib.sha256(new_data).hexdigest()
 
     def _validation_count(self, original: Path, path: Path) -> int:
         try:

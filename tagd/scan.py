@@ -1,0 +1,159 @@
+"""Reconciliation: what changed under the roots while nobody was watching.
+
+Compared by path + size + mtime first (no file is read for an unchanged library), and by
+content hash only where a path is new and a missing one had the same size: that is a move,
+and a move updates the index without running the model again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat as stat_mod
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, TextIO
+
+from tagd.watch import PathFilter
+
+if TYPE_CHECKING:
+    from tagd.index.db import Index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Known:
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+    model_version: str | None
+
+
+@dataclass
+class ScanPlan:
+    work: list[Path] = field(default_factory=list)  # new or changed: to identify and tag
+    moves: list[tuple[Path, Path]] = field(default_factory=list)  # (old, new), same content
+    gone: list[Path] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def walk_photos(root: Path, filter_: PathFilter, follow_symlinks: bool = False) -> Iterator[tuple[Path, os.stat_result]]:
+    """Photos under `root`, never leaving the roots: symlinked folders are not entered and a
+    symlinked file is taken only when asked to and its target lies inside a root."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not filter_.excluded_dir(here / d))
+        for name in sorted(filenames):
+            path = here / name
+            if not filter_.accepts(path):
+                continue
+            # Each skip says why, in the same words as the watcher (watch.Settler).
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # vanished
+            if stat_mod.S_ISLNK(st.st_mode):
+                if not follow_symlinks:
+                    log.info("%s: symlink; not followed (watch.follow_symlinks is off)", path)
+                    continue
+                target = Path(os.path.realpath(path))
+                if filter_.root_of(target) is None:
+                    log.info("%s: symlink to %s outside the watched folders; not followed", path, target)
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    log.info("%s: symlink cannot be followed (%s); skipped", path, exc.strerror or exc)
+                    continue
+            if stat_mod.S_ISREG(st.st_mode):
+                yield path, st
+            else:
+                log.info("%s: not a regular file; skipped", path)
+
+
+def _walk_error(exc: OSError) -> None:
+    log.warning("%s: cannot list folder: %s", exc.filename, exc.strerror)
+
+
+def known_under(index: "Index", root: Path) -> dict[Path, Known]:
+    prefix = os.fsencode(Path(root)) + b"/"
+
+    def read(conn: sqlite3.Connection) -> dict[Path, Known]:
+        rows = conn.execute(
+            "SELECT path, size, mtime_ns, content_hash, status, model_version FROM photo "
+            "WHERE status != 'gone' AND substr(CAST(path AS BLOB), 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+        return {Path(os.fsdecode(p if isinstance(p, bytes) else os.fsencode(p))): Known(*rest) for p, *rest in rows}
+
+    return index.read(read)
+
+
+def plan(index: "Index", roots: list[Path], filter_: PathFilter, model_version: str,
+         follow_symlinks: bool = False) -> ScanPlan:
+    from tagd.pipeline import file_sha256
+
+    result = ScanPlan()
+    for root in roots:
+        known = known_under(index, root)
+        fresh: list[tuple[Path, os.stat_result]] = []
+        for path, st in walk_photos(root, filter_, follow_symlinks):
+            record = known.pop(path, None)
+            if record is None:
+                fresh.append((path, st))
+            elif (record.size, record.mtime_ns) != (st.st_size, st.st_mtime_ns) or (
+                record.status == "tagged" and record.model_version != model_version
+            ) or record.status not in ("tagged", "failed"):
+                result.work.append(path)
+            else:
+                result.unchanged += 1
+        # `known` now holds what disappeared; a fresh file with the same bytes is the same photo.
+        missing_by_size: dict[int, list[tuple[Path, Known]]] = {}
+        for path, record in known.items():
+            if record.content_hash:
+                missing_by_size.setdefault(record.size, []).append((path, record))
+        moved_from: set[Path] = set()
+        for path, st in fresh:
+            candidates = [c for c in missing_by_size.get(st.st_size, []) if c[0] not in moved_from]
+            if candidates:
+                digest = file_sha256(path)
+                match = next((old for old, rec in candidates if rec.content_hash == digest), None)
+                if match is not None:
+                    moved_from.add(match)
+                    result.moves.append((match, path))
+                    continue
+            result.work.append(path)
+        result.gone.extend(p for p in known if p not in moved_from)
+    return result
+
+
+class Progress:
+    """One status line on a terminal: count, rate, ETA. Silent when stderr is not a tty."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, label: str = "tagging") -> None:
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream, self.label = stream, label
+        self.started = time.monotonic()
+        self._last = 0.0
+        self.enabled = stream.isatty()
+
+    def step(self, ok: bool = True) -> None:
+        self.done += 1
+        self.failed += not ok
+        now = time.monotonic()
+        if self.enabled and (now - self._last > 0.2 or self.done == self.total):
+            self._last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else 0
+            self.stream.write(f"\r{self.label} {self.done}/{self.total}  {rate:5.1f} photos/s  ETA {eta:4.0f} s  failed {self.failed}  ")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,373 @@
+"""Watching folders: watchdog events -> filter -> settle -> changes for the daemon to process.
+
+The handler only filters and records; the work happens elsewhere. A file is handed on only
+when it is complete: closed after writing (or moved into place), then unchanged in size,
+mtime and inode for the settle time. A copy over a slow link that pauses longer than that
+is still not read half-written, because it has not been closed yet.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import logging
+import os
+import stat as stat_mod
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Literal
+
+from watchdog.events import (
+    DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+    FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
+)
+
+from tagd.errors import TagdError
+
+log = logging.getLogger(__name__)
+
+# Without a close event (polling observers, some network file systems) a file must be
+# stable this much longer before it counts as complete, unless its format says it is.
+UNCLOSED_FACTOR = 5.0
+UNCLOSED_MIN_S = 10.0
+
+
+class WatchLimitError(TagdError):
+    pass
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: Literal["file", "moved", "deleted", "rescan"]
+    path: Path
+    src: Path | None = None
+
+
+class PathFilter:
+    """Which paths are photos tagd should look at."""
+
+    def __init__(self, roots: Iterable[Path], extensions: Iterable[str], include: Iterable[str] = (),
+                 exclude: Iterable[str] = ()) -> None:
+        self.roots = [Path(os.path.abspath(r)) for r in roots]
+        self.extensions = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+        self.include = list(include)
+        self.exclude = list(exclude)
+
+    def root_of(self, path: Path) -> Path | None:
+        for root in self.roots:
+            if path == root or root in path.parents:
+                return root
+        return None
+
+    def accepts(self, path: Path) -> bool:
+        path = Path(os.path.abspath(path))
+        root = self.root_of(path)
+        if root is None or path.suffix.lower() not in self.extensions:
+            return False
+        rel = path.relative_to(root)
+        if ".tagd-tmp-" in path.name:
+            return False
+        for part in rel.parts:
+            if any(fnmatch.fnmatch(part, pat) for pat in self.exclude):
+                return False
+        rel_text = rel.as_posix()
+        if any(fnmatch.fnmatch(rel_text, pat) for pat in self.exclude):
+            return False
+        if self.include and not any(fnmatch.fnmatch(rel_text, pat) for pat in self.include):
+            return False
+        return True
+
+    def excluded_dir(self, path: Path) -> bool:
+        root = self.root_of(path)
+        if root is None:
+            return True
+        return any(fnmatch.fnmatch(part, pat) for part in path.relative_to(root).parts for pat in self.exclude)
+
+
+@dataclass
+class _Pending:
+    due: float
+    closed: bool
+    first_seen: float
+    signature: tuple[int, int, int] | None = None
+    stable_since: float = 0.0
+
+
+class Settler:
+    """Holds paths until they are complete, then emits them once. Thread-safe.
+
+    Only regular files are emitted. A symlink is followed only with `follow_symlinks` and when
+    `inside(target)` says its target lies in the watched folders (the same rule as scan.py);
+    anything else is dropped with one log line saying why.
+    """
+
+    def __init__(self, settle_s: float, emit: Callable[[Change], None], clock: Callable[[], float] = time.monotonic,
+                 follow_symlinks: bool = False, inside: Callable[[Path], bool] | None = None) -> None:
+        self.settle_s = settle_s
+        self.emit = emit
+        self.clock = clock
+        self.follow_symlinks = follow_symlinks
+        self.inside = inside
+        self._pending: dict[Path, _Pending] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def touch(self, path: Path, closed: bool = False) -> None:
+        now = self.clock()
+        with self._lock:
+            entry = self._pending.get(path)
+            if entry is None:
+                self._pending[path] = _Pending(now + self.settle_s, closed, now)
+            else:
+                entry.closed = entry.closed or closed
+                entry.due = now + self.settle_s
+        self._wake.set()
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._pending.pop(path, None)
+
+    def forget_under(self, folder: Path) -> None:
+        with self._lock:
+            for path in [p for p in self._pending if folder in p.parents]:
+                del self._pending[path]
+
+    def run_due(self) -> float:
+        """Check every due path; returns seconds until the next check is due."""
+        now = self.clock()
+        with self._lock:
+            due = [(p, e) for p, e in self._pending.items() if e.due <= now]
+        for path, entry in due:
+            self._check(path, entry, now)
+        with self._lock:
+            return max(0.05, min((e.due for e in self._pending.values()), default=now + 3600) - self.clock())
+
+    def _check(self, path: Path, entry: _Pending, now: float) -> None:
+        try:
+            st = os.lstat(path)
+            if stat_mod.S_ISLNK(st.st_mode):
+                refusal = self._link_refusal(path)
+                if refusal:
+                    self._drop(path, entry, refusal)
+                    return
+                st = os.stat(path)
+        except OSError as exc:
+            if os.path.islink(path):  # a loop or a dangling link
+                self._drop(path, entry, f"symlink cannot be followed ({exc.strerror or exc}); skipped")
+            else:
+                self.forget(path)  # gone again (a temp file renamed away, a cancelled copy)
+            return
+        if not stat_mod.S_ISREG(st.st_mode):
+            # A FIFO or device named like a photo: reading it could block this thread forever.
+            self._drop(path, entry, "not a regular file; skipped")
+            return
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            if self._pending.get(path) is not entry:
+                return
+            if signature != entry.signature:
+                entry.signature, entry.stable_since = signature, now
+                entry.due = now + self.settle_s
+                return
+            stable_for = now - entry.stable_since
+            complete = entry.closed or stable_for >= max(self.settle_s * UNCLOSED_FACTOR, UNCLOSED_MIN_S) or _ends_complete(path)
+            if stable_for + 1e-9 < self.settle_s or not complete:
+                entry.due = now + max(self.settle_s, 0.5)
+                return
+            del self._pending[path]
+        self.emit(Change("file", path))
+
+    def _link_refusal(self, path: Path) -> str | None:
+        if not self.follow_symlinks:
+            return "symlink; not followed (watch.follow_symlinks is off)"
+        target = Path(os.path.realpath(path))
+        if self.inside is not None and not self.inside(target):
+            return f"symlink to {target} outside the watched folders; not followed"
+        return None
+
+    def _drop(self, path: Path, entry: _Pending, reason: str) -> None:
+        with self._lock:
+            if self._pending.get(path) is not entry:
+                return
+            del self._pending[path]
+        log.info("%s: %s", path, reason)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            wait = self.run_due()
+            self._wake.wait(min(wait, 1.0))
+            self._wake.clear()
+
+
+def _ends_complete(path: Path) -> bool:
+    """A JPEG that ends with EOI or a PNG that ends with IEND is complete whoever wrote it."""
+    try:
+        # Non-blocking, and only a regular file: a FIFO swapped in must not hang the settle thread.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            head = fh.read(8)
+            fh.seek(-12, os.SEEK_END)
+            tail = fh.read(12)
+    except OSError:
+        return False
+    if head.startswith(b"\xff\xd8"):
+        return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if head.startswith(b"\x89PNG"):
+        return tail[4:8] == b"IEND"
+    return False
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "Watcher") -> None:
+        self.w = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            self._dispatch(event)
+        except Exception:  # an odd event must never kill the observer thread
+            log.exception("watch: could not handle %r", event)
+
+    def _dispatch(self, event: FileSystemEvent) -> None:
+        w = self.w
+        src = Path(os.fsdecode(event.src_path))
+        if isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+            if w.filter.accepts(src):
+                w.settler.touch(src)
+        elif isinstance(event, FileClosedEvent):
+            if w.filter.accepts(src):
+                w.settler.touch(src, closed=True)
+        elif isinstance(event, FileMovedEvent):
+            dest = Path(os.fsdecode(event.dest_path))
+            w.settler.forget(src)
+            if not w.filter.accepts(dest):
+                if w.filter.accepts(src):
+                    w.emit(Change("deleted", src))
+            elif ".tagd-tmp-" in src.name or not w.filter.accepts(src):
+                # Renamed into place (a browser download, a sync client, tagd's own write):
+                # a complete file, but let it settle in case more follows.
+                w.settler.touch(dest, closed=True)
+            else:
+                w.emit(Change("moved", dest, src))
+        elif isinstance(event, FileDeletedEvent):
+            w.settler.forget(src)
+            if w.filter.accepts(src):
+                w.emit(Change("deleted", src))
+        elif isinstance(event, (DirMovedEvent, DirDeletedEvent)):
+            # A whole folder moved or vanished: let reconciliation sort it out by content hash.
+            w.settler.forget_under(src)
+            w.emit(Change("rescan", src))
+
+
+class _OverflowHook(logging.Handler):
+    """The kernel's inotify queue overflowed (IN_Q_OVERFLOW): events were dropped. watchdog
+    rebuilds its watches but tells event handlers nothing; its only signal is this log record,
+    so tagd listens for it and asks for a reconciliation instead of losing those files."""
+
+    LOGGER = "watchdog.observers.inotify_c"
+    MESSAGE = "Inotify queue overflowed"
+
+    def __init__(self, watcher: "Watcher") -> None:
+        super().__init__(logging.WARNING)
+        self.watcher = watcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith(self.MESSAGE) and self.watcher.filter.roots:
+            self.watcher.emit(Change("rescan", self.watcher.filter.roots[0]))
+
+
+class Watcher:
+    """Recursive watches on the roots; `emit` receives settled changes."""
+
+    def __init__(self, filter_: PathFilter, emit: Callable[[Change], None], settle_s: float,
+                 polling: bool = False, poll_interval: float = 30.0, follow_symlinks: bool = False) -> None:
+        self.filter = filter_
+        self.emit = emit
+        self.settler = Settler(settle_s, emit, follow_symlinks=follow_symlinks,
+                               inside=lambda target: filter_.root_of(target) is not None)
+        self.polling = polling
+        self.poll_interval = poll_interval
+        self._observer = None
+        self._watches: dict[Path, object] = {}
+        self._stop = threading.Event()
+        self._settle_thread: threading.Thread | None = None
+        self._overflow_hook: _OverflowHook | None = None
+
+    def start(self) -> None:
+        if self.polling:
+            from watchdog.observers.polling import PollingObserver
+
+            self._observer = PollingObserver(timeout=self.poll_interval)
+        else:
+            from watchdog.observers import Observer
+
+            self._observer = Observer()
+            self._overflow_hook = _OverflowHook(self)
+            logging.getLogger(_OverflowHook.LOGGER).addHandler(self._overflow_hook)
+        self._observer.daemon = True
+        self._observer.start()
+        try:
+            self.set_roots(self.filter.roots)
+        except BaseException:
+            self.stop()  # a refused start (watch limit) leaves no observer thread behind
+            raise
+        self._settle_thread = threading.Thread(target=self.settler.run, args=(self._stop,), name="tagd-settle", daemon=True)
+        self._settle_thread.start()
+
+    def set_roots(self, roots: list[Path]) -> None:
+        """Watch exactly these roots (SIGHUP: new ones added, removed ones dropped)."""
+        assert self._observer is not None
+        wanted = [Path(os.path.abspath(r)) for r in roots]
+        for root in list(self._watches):
+            if root not in wanted:
+                self._observer.unschedule(self._watches.pop(root))
+                log.info("stopped watching %s", root)
+        self.filter.roots = wanted
+        for root in wanted:
+            if root in self._watches:
+                continue
+            if not root.is_dir():
+                log.warning("%s: not a folder; not watched", root)
+                continue
+            try:
+                self._watches[root] = self._observer.schedule(_Handler(self), str(root), recursive=True)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise WatchLimitError(inotify_limit_message()) from None
+                raise
+            log.info("watching %s%s", root, " (polling)" if self.polling else "")
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._observer and self._observer.is_alive() and self._settle_thread and self._settle_thread.is_alive())
+
+    def stop(self) -> None:
+        if self._overflow_hook is not None:
+            logging.getLogger(_OverflowHook.LOGGER).removeHandler(self._overflow_hook)
+            self._overflow_hook = None
+        self._stop.set()
+        self.settler._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        if self._settle_thread is not None:
+            self._settle_thread.join(timeout=5)
+
+
+def inotify_limit_message() -> str:
+    try:
+        current = Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip()
+    except OSError:
+        current = "?"
+    return (
+        f"inotify watch limit reached (fs.inotify.max_user_watches = {current}): raise it with "
+        "`sudo sysctl fs.inotify.max_user_watches=524288` (persist it in /etc/sysctl.d/90-tagd.conf), "
+        "or set watch.polling = true"
+    )
