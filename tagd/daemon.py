@@ -88,6 +88,7 @@ class Daemon:
         self.reload_requested = False
         self.counts = {"tagged": 0, "failed": 0, "moved": 0, "gone": 0}
         self._scan_thread: threading.Thread | None = None
+        self._pending_scan: list[Path] | None = None
         self._scan_findings: deque = deque()
         self._next_rescan = 0.0
 
@@ -162,7 +163,10 @@ class Daemon:
     # ---- reconciliation -----------------------------------------------------------------------
     def _start_scan(self, roots: list[Path] | None = None) -> None:
         if self._scan_thread is not None and self._scan_thread.is_alive():
+            # One at a time; what was asked for meanwhile runs right after (the loop checks).
+            self._pending_scan = sorted(set(self._pending_scan or []) | set(roots or self.roots))
             return
+        self._pending_scan = None
         self.queue.overflowed = False
         targets = roots or list(self.roots)
         self._scan_thread = threading.Thread(target=self._scan, args=(targets,), name="tagd-scan", daemon=True)
@@ -262,6 +266,8 @@ class Daemon:
                 self._apply_findings()
                 self._apply_events()
                 now = time.monotonic()
+                if self._pending_scan and not (self._scan_thread and self._scan_thread.is_alive()):
+                    self._start_scan(self._pending_scan)
                 if now >= self._next_rescan or (self.queue.overflowed and not len(self.queue)):
                     self._start_scan()
                     interval = self.settings.watch.rescan_interval_s
