@@ -69,17 +69,26 @@ class Evaluation:
 
 
 def average_precision(scores: list[float | None], truth: list[bool]) -> float:
-    """AP where `None` means "not retrieved": such positives are missed, never ranked."""
+    """AP where `None` means "not retrieved": such positives are missed, never ranked.
+
+    Tied scores form one step (as sklearn's average_precision_score does): a tie between a
+    positive and a negative is not resolved in the positive's favour.
+    """
     positives = sum(truth)
     if positives == 0:
         return float("nan")
-    ranked = sorted((s, t) for s, t in zip(scores, truth) if s is not None)
-    ranked.reverse()
-    hits, total = 0, 0.0
-    for k, (_, relevant) in enumerate(ranked, start=1):
-        if relevant:
-            hits += 1
-            total += hits / k
+    by_score: dict[float, list[bool]] = {}
+    for s, t in zip(scores, truth):
+        if s is not None:
+            by_score.setdefault(s, []).append(t)
+    hits = seen = 0
+    total = 0.0
+    for s in sorted(by_score, reverse=True):
+        group = by_score[s]
+        new_hits = sum(group)
+        hits += new_hits
+        seen += len(group)
+        total += new_hits * (hits / seen)
     return total / positives
 
 
@@ -102,7 +111,12 @@ def best_recall_at_precision(scores: np.ndarray, truth: np.ndarray, min_precisio
 def category_tags(categories: list[str], vocab: Vocabulary) -> dict[str, tuple[str, ...]]:
     mapping = {}
     for cat in categories:
-        tags = LABEL_SYNONYMS.get(cat)
+        # The label's own name first (a trained bundle may have a tag called "cake"), then the
+        # table, then the vocabulary's synonyms.
+        if cat in vocab:
+            tags = (cat,)
+        else:
+            tags = LABEL_SYNONYMS.get(cat)
         if tags is None:
             canonical = vocab.canonical(cat)
             tags = (canonical,) if canonical else ()

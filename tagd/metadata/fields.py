@@ -96,23 +96,75 @@ def split_xp(value: Any) -> list[str]:
 
 
 def read_xp_keywords(path: Path) -> list[str] | None:
-    """XPKeywords decoded from its raw UTF-16LE bytes, or None where piexif cannot say.
+    """XPKeywords decoded from its raw UTF-16LE bytes, or None where it cannot be found.
 
     exiftool 12.57 decodes XPKeywords as UCS-2 and turns characters outside the BMP (emoji)
-    into "?", so for JPEG and TIFF tagd reads the bytes itself.
+    into "?", so for JPEG and TIFF tagd reads the bytes itself. A small bounded reader, not
+    piexif: piexif.load on hostile EXIF (huge counts) allocates tens of gigabytes.
     """
-    if path.suffix.lower() not in (".jpg", ".jpeg", ".jpe", ".tif", ".tiff"):
-        return None
+    suffix = path.suffix.lower()
     try:
-        import piexif
-
-        raw = piexif.load(str(path)).get("0th", {}).get(0x9C9E)
-    except Exception:  # piexif fails on exotic files; exiftool's reading then stands
+        with open(path, "rb") as fh:
+            head = fh.read(_XP_SCAN_BYTES)
+    except OSError:
         return None
+    if suffix in (".jpg", ".jpeg", ".jpe"):
+        tiff = _jpeg_exif(head)
+    elif suffix in (".tif", ".tiff"):
+        tiff = head
+    else:
+        return None
+    raw = _ifd0_entry(tiff, 0x9C9E) if tiff else None
     if raw is None:
         return None
-    data = bytes(raw)
-    return split_xp(data.decode("utf-16-le", "replace").rstrip("\x00"))
+    return split_xp(raw.decode("utf-16-le", "replace").rstrip("\x00"))
+
+
+_XP_SCAN_BYTES = 256 * 1024  # EXIF lives in the first 64 KB of a JPEG; TIFF IFD0 near the start
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in (0xDA, 0xD9):
+            return None
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            return None
+        body = data[pos + 4:pos + 2 + length]
+        if marker == 0xE1 and body.startswith(b"Exif\x00\x00"):
+            return body[6:]
+        pos += 2 + length
+    return None
+
+
+def _ifd0_entry(tiff: bytes, wanted: int) -> bytes | None:
+    """The raw value of one IFD0 entry, with every offset and count checked against `tiff`."""
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return None
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return None
+    count = int.from_bytes(tiff[ifd:ifd + 2], order)
+    sizes = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1, 9: 4, 10: 8}
+    for i in range(min(count, 1000)):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            return None
+        tag = int.from_bytes(tiff[entry:entry + 2], order)
+        if tag != wanted:
+            continue
+        kind = int.from_bytes(tiff[entry + 2:entry + 4], order)
+        n = int.from_bytes(tiff[entry + 4:entry + 8], order) * sizes.get(kind, 1)
+        if n > 65536:
+            return None
+        if n <= 4:
+            return tiff[entry + 8:entry + 8 + n]
+        offset = int.from_bytes(tiff[entry + 8:entry + 12], order)
+        return tiff[offset:offset + n] if offset + n <= len(tiff) else None
+    return None
 
 
 def xp_argument(keywords: list[str]) -> str:
