@@ -114,25 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_tag(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
-    from tagd.model import Model
-    from tagd.tagger import Tagger, expand_paths
+    from tagd.pipeline import make_tagger, make_writer
+    from tagd.tagger import expand_paths
 
     settings = load_settings(args.config)
-    m = settings.model
     if args.sidecar and not args.write:
         raise UsageError("--sidecar only makes sense with --write")
-    writer = _make_writer(settings, sidecar_only=args.sidecar) if args.write else None
-    model = Model(
-        args.model or m.path,
-        threads=args.threads if args.threads is not None else m.threads,
-        providers=m.providers,
-    )
-    tagger = Tagger(
-        model,
-        batch_size=args.batch_size or m.batch_size,
-        decode_workers=m.decode_workers or None,
-        max_tags=m.max_tags,
-    )
+    writer = make_writer(settings, sidecar_only=args.sidecar) if args.write else None
+    tagger = make_tagger(settings, model_path=args.model, threads=args.threads, batch_size=args.batch_size)
     if writer is not None:
         return _tag_and_write(args, tagger, writer)
     out = sys.stdout
@@ -161,16 +150,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _make_writer(settings, sidecar_only: bool):  # noqa: ANN001, ANN202 - lazy imports
-    from tagd.metadata import MetadataWriter, WriteOptions, check_available
-
-    check_available()  # before any photo: say how to install exiftool if it is missing
-    w = settings.write
-    return MetadataWriter(options=WriteOptions(
-        sidecar="always" if sidecar_only else w.sidecar, sidecar_naming=w.sidecar_naming, mtime=w.mtime,
-    ))
 
 
 def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
@@ -248,11 +227,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
-    from tagd.metadata import MetadataWriter, WriteOptions, check_available
-    from tagd.model import Model
-    from tagd.pipeline import Pipeline
+    from tagd.pipeline import Pipeline, make_tagger, make_writer
     from tagd.scan import Progress, plan
-    from tagd.tagger import Tagger
     from tagd.watch import PathFilter
 
     settings = load_settings(args.config)
@@ -262,11 +238,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     missing = [r for r in roots if not r.is_dir()]
     if missing:
         raise UsageError(f"not a folder: {missing[0]}")
-    check_available()
     s = settings
-    model = Model(s.model.path, threads=s.model.threads, providers=s.model.providers)
-    tagger = Tagger(model, batch_size=s.model.batch_size, decode_workers=s.model.decode_workers or None, max_tags=s.model.max_tags)
-    writer = MetadataWriter(options=WriteOptions(sidecar=s.write.sidecar, sidecar_naming=s.write.sidecar_naming, mtime=s.write.mtime))
+    writer = make_writer(settings)
+    tagger = make_tagger(settings)
+    model = tagger.model
     index = _open_index(args, settings)
     try:
         index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
@@ -312,9 +287,10 @@ def cmd_revert(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
     from tagd.metadata import WriteError
     from tagd.metadata.sidecar import RAW_SUFFIXES
+    from tagd.pipeline import make_writer
     from tagd.tagger import PHOTO_SUFFIXES, expand_paths
 
-    writer = _make_writer(load_settings(args.config), sidecar_only=False)
+    writer = make_writer(load_settings(args.config))
     failed = done = 0
     suffixes = PHOTO_SUFFIXES | RAW_SUFFIXES
     for path in expand_paths(args.paths, suffixes=suffixes):

@@ -95,22 +95,17 @@ class Daemon:
     # ---- setup --------------------------------------------------------------------------------
     def _build(self) -> None:
         from tagd.index.db import Index
-        from tagd.metadata import MetadataWriter, WriteOptions, check_available
-        from tagd.model import Model
-        from tagd.pipeline import Pipeline
-        from tagd.tagger import Tagger
+        from tagd.metadata import check_available
+        from tagd.pipeline import Pipeline, make_tagger, make_writer
 
-        check_available()
+        check_available()  # before the index or the model: the quickest failure first
         s = self.settings
         self.index = Index(s.index.path)
-        self.model = Model(s.model.path, threads=s.model.threads, providers=s.model.providers)
-        log.info("model %s on %s", self.model.version, ", ".join(self.model.providers))
-        self.tagger = Tagger(self.model, batch_size=s.model.batch_size, decode_workers=s.model.decode_workers or None,
-                             max_tags=s.model.max_tags)
+        self.tagger = make_tagger(s)
+        self.model = self.tagger.model
         vocab = self.tagger.vocabulary
         self.index.set_vocabulary((t.name, t.parents, t.synonyms) for t in vocab.tags)
-        self.writer = MetadataWriter(options=WriteOptions(sidecar=s.write.sidecar, sidecar_naming=s.write.sidecar_naming,
-                                                          mtime=s.write.mtime))
+        self.writer = make_writer(s)
         self.pipeline = Pipeline(self.tagger, self.writer, self.index)
         self.filter = PathFilter(self.roots, s.watch.extensions, s.watch.include, s.watch.exclude)
         self.watcher = Watcher(self.filter, self._on_change, s.watch.settle_s, s.watch.polling, s.watch.poll_interval_s,

@@ -24,6 +24,7 @@ from tagd.tagger import Tagger, TagResult
 from tagd.vocab import ScoredTag
 
 if TYPE_CHECKING:
+    from tagd.config import Settings
     from tagd.index.db import Index, PhotoRecord
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,28 @@ class PhotoOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def make_tagger(settings: "Settings", *, model_path: Path | None = None, threads: int | None = None,
+                batch_size: int | None = None) -> Tagger:
+    """The model and tagger the configuration describes (command-line overrides win)."""
+    from tagd.model import Model
+
+    m = settings.model
+    model = Model(model_path or m.path, threads=m.threads if threads is None else threads, providers=m.providers)
+    log.info("model %s on %s", model.version, ", ".join(model.providers))
+    return Tagger(model, batch_size=batch_size or m.batch_size, decode_workers=m.decode_workers or None,
+                  max_tags=m.max_tags)
+
+
+def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> MetadataWriter:
+    """The keyword writer the configuration describes; says how to install exiftool if missing."""
+    from tagd.metadata import WriteOptions, check_available
+
+    check_available()
+    w = settings.write
+    return MetadataWriter(options=WriteOptions(sidecar="always" if sidecar_only else w.sidecar,
+                                               sidecar_naming=w.sidecar_naming, mtime=w.mtime))
 
 
 def file_sha256(path: Path) -> str:
