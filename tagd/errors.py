@@ -24,7 +24,3 @@ class ModelError(TagdError):
 
 class ConfigError(TagdError):
     """The configuration is invalid."""
-
-
-class NotAvailableError(TagdError):
-    """A command that this version of tagd does not provide yet."""
