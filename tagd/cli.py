@@ -135,11 +135,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
         if args.json:
             record = {
                 "path": str(result.path),
-                "tags": [{"name": t.name, "score": t.score, "source": t.source} for t in result.tags],
+                "tags": _tags_json(result.tags),
                 "error": result.error,
             }
             if args.suggestions:
-                record["suggestions"] = [{"name": t.name, "score": t.score, "source": t.source} for t in result.suggestions]
+                record["suggestions"] = _tags_json(result.suggestions)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
             out.write(_table_row(result, args.suggestions) + "\n")
@@ -179,6 +179,10 @@ def _tag_and_write(args: argparse.Namespace, tagger, writer) -> int:  # noqa: AN
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _tags_json(tags) -> list[dict]:  # noqa: ANN001 - ScoredTag, imported lazily
+    return [{"name": t.name, "score": t.score, "source": t.source} for t in tags]
+
+
 def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:  # noqa: ANN001
     failed = done = changed = 0
     for outcome in outcomes:
@@ -190,7 +194,7 @@ def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:
         if args.json:
             record = {
                 "path": str(outcome.path),
-                "tags": [{"name": t.name, "score": t.score, "source": t.source} for t in outcome.tags],
+                "tags": _tags_json(outcome.tags),
                 "error": outcome.error,
                 "written": str(outcome.target) if outcome.changed else None,
                 "keywords": outcome.keywords,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,20 @@ def jpeg(real_photo_dir: Path, tmp_path: Path) -> Path:
     path = tmp_path / "cat.jpg"
     path.write_bytes((real_photo_dir / "chelsea.jpg").read_bytes())
     return path
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str):
+    """A real, small tmpfs at `mount` (root only): for full disks and read-only mounts."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def temp_files(folder: Path) -> list[str]:

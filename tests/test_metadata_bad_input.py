@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import temp_files
+from conftest import temp_files, tmpfs
 from tagd.metadata import KeywordUpdate, MetadataWriter, WriteError
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
@@ -177,18 +177,10 @@ def test_hard_linked_file(writer, jpeg: Path) -> None:
 @pytest.fixture
 def read_only_mount(real_photo_dir: Path, tmp_path: Path):
     """A photo on a file system mounted read-only (a NAS share, a card): root cannot write either."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "ro", "2m") as mount:
         (mount / "cat.jpg").write_bytes((real_photo_dir / "chelsea.jpg").read_bytes())
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         yield mount / "cat.jpg"
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_read_only_directory(writer, read_only_mount: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import temp_files
+from conftest import temp_files, tmpfs
 from metadata_oracles import as_list, exiftool_keywords
 from tagd.metadata import KeywordUpdate, MetadataWriter, WriteError
 
@@ -56,14 +56,8 @@ def test_kill_between_temp_write_and_rename(jpeg: Path) -> None:
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    with tmpfs(tmp_path / "small", "160k") as mount:
+        yield mount
 
 
 def test_disk_full(writer, real_photo_dir: Path, small_tmpfs: Path) -> None:

@@ -257,17 +257,12 @@ class MetadataWriter:
                 _copy_attributes(target, temp, current.stat, self.options.mtime)
             self._replace(temp, target, current.stat)
             return digest
-        except ExifToolError as exc:
-            _unlink_quietly(temp)
-            raise WriteError(target, str(exc)) from None
-        except WriteError:
-            _unlink_quietly(temp)
-            raise
-        except OSError as exc:
-            _unlink_quietly(temp)
-            raise WriteError(target, _os_reason(exc)) from None
-        except BaseException:
-            _unlink_quietly(temp)
+        except BaseException as exc:
+            _unlink_quietly(temp)  # whatever went wrong, the original is untouched and no temp stays
+            if isinstance(exc, ExifToolError):
+                raise WriteError(target, str(exc)) from None
+            if isinstance(exc, OSError):
+                raise WriteError(target, _os_reason(exc)) from None
             raise
 
     def _temp_name(self, target: Path, suffix: str) -> Path:
