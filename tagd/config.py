@@ -70,6 +70,13 @@ class WriteSettings(_Section):
     mtime: Literal["update", "preserve"] = Field(
         "update", description="After a write: update the file's mtime (photo managers notice the change) or preserve it."
     )
+    workers: int = Field(
+        0, ge=0, le=64,
+        description="Keyword writes in parallel, each with its own warm exiftool process; 0 means one per core, at most 4.",
+    )
+
+    def worker_count(self) -> int:
+        return self.workers or max(1, min(4, os.cpu_count() or 1))
 
 
 DEFAULT_EXCLUDE = ["*.part", "*.crdownload", "*.tmp", "*~", ".*", "@eaDir", "#recycle", ".thumbnails"]

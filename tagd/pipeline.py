@@ -1,8 +1,8 @@
 """Identify, tag, write, record: the only module that knows the model, the writer and the index.
 
 Inference runs on the calling thread (decoding on the tagger's pool); keyword writes run on
-one writer thread, so exiftool's work overlaps with the next batch's inference; index rows
-are written in batches.
+writer threads, one per warm exiftool process, so exiftool's work overlaps with the next
+batch's inference and uses every core; index rows are written in batches.
 """
 
 from __future__ import annotations
@@ -62,10 +62,11 @@ def make_tagger(settings: "Settings", *, model_path: Path | None = None, threads
 def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> MetadataWriter:
     """The keyword writer the configuration describes; says how to install exiftool if missing."""
     from tagd.metadata import WriteOptions, check_available
+    from tagd.metadata.exiftool import ExifToolPool
 
     check_available()
     w = settings.write
-    return MetadataWriter(options=WriteOptions(sidecar="always" if sidecar_only else w.sidecar,
+    return MetadataWriter(ExifToolPool(w.worker_count()), options=WriteOptions(sidecar="always" if sidecar_only else w.sidecar,
                                                sidecar_naming=w.sidecar_naming, mtime=w.mtime))
 
 
@@ -121,7 +122,7 @@ class Pipeline:
         """Tag and write each photo; outcomes come back in input order, recorded in the index."""
         todo = (p for p in paths if not skip_unchanged or self.needs_work(p))
         records: list[PhotoRecord] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="tagd-write") as pool:
+        with ThreadPoolExecutor(self.writer.parallelism, thread_name_prefix="tagd-write") as pool:
             pending: deque[Future[PhotoOutcome]] = deque()
             try:
                 for result in self.tagger.tag_paths(todo):

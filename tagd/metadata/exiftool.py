@@ -174,6 +174,47 @@ class ExifTool:
             proc.wait(timeout=10)
 
 
+class ExifToolPool:
+    """Several warm exiftool processes behind ExifTool's interface, one per calling thread.
+
+    exiftool is single-threaded Perl: one process uses one core. Each thread that calls is
+    bound to one process for its lifetime (so a write and its verification run in the same
+    process, in order); threads beyond `size` share processes round-robin.
+    """
+
+    def __init__(self, size: int, timeout: float = 60.0) -> None:
+        self.size = max(1, size)
+        self.processes = [ExifTool(timeout) for _ in range(self.size)]
+        self._local = threading.local()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def _mine(self) -> ExifTool:
+        tool = getattr(self._local, "tool", None)
+        if tool is None:
+            with self._lock:
+                tool = self.processes[self._next % self.size]
+                self._next += 1
+            self._local.tool = tool
+        return tool
+
+    def __enter__(self) -> "ExifToolPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(self, args: Sequence[str | os.PathLike[str]]) -> tuple[str, str]:
+        return self._mine().execute(args)
+
+    def read_json(self, paths: Sequence[Path], args: Sequence[str] = ()) -> list[dict[str, Any]]:
+        return self._mine().read_json(paths, args)
+
+    def close(self) -> None:
+        for tool in self.processes:
+            tool.close()
+
+
 class _Spawner:
     """Starts exiftool processes from one long-lived thread, with PR_SET_PDEATHSIG.
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from tagd.errors import TagdError
 from tagd.metadata.containers import StructureError, inspect, sniff
-from tagd.metadata.exiftool import ExifTool, ExifToolError, first_error
+from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
     ALWAYS, FIELDS, READ_ARGS, FieldValues, PhotoInfo, mwg_keywords, read_xp_keywords, structural_warnings,
     truncate_utf8, unique, xp_argument,
@@ -113,11 +113,16 @@ def clean_keyword(keyword: str) -> str:
 
 
 class MetadataWriter:
-    def __init__(self, exiftool: ExifTool | None = None, options: WriteOptions = WriteOptions()) -> None:
+    def __init__(self, exiftool: ExifTool | ExifToolPool | None = None, options: WriteOptions = WriteOptions()) -> None:
         self.exiftool = exiftool or ExifTool()
         self.options = options
         self._cleaned_dirs: set[Path] = set()
         self._clean_lock = threading.Lock()
+
+    @property
+    def parallelism(self) -> int:
+        """How many threads may write at once, each with its own exiftool process."""
+        return self.exiftool.size if isinstance(self.exiftool, ExifToolPool) else 1
 
     # ---- reading --------------------------------------------------------------------------
     def read(self, photo: Path) -> PhotoKeywords:
