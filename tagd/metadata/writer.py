@@ -18,13 +18,14 @@ import os
 import re
 import secrets
 import stat as stat_mod
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tagd.errors import TagdError
-from tagd.metadata.containers import StructureError, inspect, sniff
+from tagd.metadata.containers import Container, StructureError, inspect, sniff
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
     ALWAYS, FIELDS, READ_ARGS, FieldValues, PhotoInfo, mwg_keywords, read_xp_keywords, structural_warnings,
@@ -368,10 +369,7 @@ class MetadataWriter:
         )
         if changed:
             raise WriteError(original, f"other metadata would change ({', '.join(changed[:5])}); not written")
-        # -validate costs ~15 ms a file: check the original only when the new file has warnings.
-        new_warnings = self._validation_count(original, temp)
-        if new_warnings and new_warnings > self._validation_count(original, original):
-            raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
+        self._check_validation(original, original_data, new_data, before, after, temp, new)
         got = FieldValues.from_exiftool(new, read_xp_keywords(temp) if temp.suffix else None).present
         for short, expected in values.items():
             if (got.get(short) or None) != (expected or None):
@@ -381,9 +379,39 @@ class MetadataWriter:
             raise WriteError(original, "tagd provenance did not read back as written; not written")
         return hashlib.sha256(new_data).hexdigest()
 
+    def _check_validation(self, original: Path, original_data: bytes, new_data: bytes, before: Container,
+                          after: Container, temp: Path, new: dict[str, Any]) -> None:
+        """No new `exiftool -validate` warnings.
+
+        -validate costs ~18 ms on a 12 MP JPEG, most of it spent walking the image data,
+        which is already proven byte-identical. So a JPEG whose payload is one image (no
+        trailer such as MPF previews, whose offsets validation must see) is validated as
+        its metadata alone: everything before the scan data plus EOI, for both files, in
+        one call (~4 ms each). Both stubs lack the same image data, so the same warnings
+        about that cancel out; any difference comes from the metadata edit.
+        """
+        if before.kind == "jpeg" and _single_image(before.payload) and _single_image(after.payload):
+            with tempfile.TemporaryDirectory(prefix="tagd-validate-") as scratch:
+                stubs = []
+                for name, data, container in (("before.jpg", original_data, before), ("after.jpg", new_data, after)):
+                    stub = Path(scratch) / name
+                    stub.write_bytes(data[: len(data) - len(container.payload or b"")] + b"\xff\xd9")
+                    stubs.append(stub)
+                try:
+                    old_record, new_record = self.exiftool.read_json(stubs, _VALIDATE_ARGS)
+                except ExifToolError as exc:
+                    raise WriteError(original, f"cannot validate the written file: {exc}") from None
+                if _warning_count(new_record) > _warning_count(old_record):
+                    raise WriteError(original, f"the written file has new validation warnings ({new_record.get('ExifTool:Warning')}); not written")
+            return
+        # Other containers: validate the files themselves; the original only when needed.
+        new_warnings = self._validation_count(original, temp)
+        if new_warnings and new_warnings > self._validation_count(original, original):
+            raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
+
     def _validation_count(self, original: Path, path: Path) -> int:
         try:
-            (record,) = self.exiftool.read_json([path], ["-G1", "-n", "-validate", "-ExifTool:Validate"])
+            (record,) = self.exiftool.read_json([path], _VALIDATE_ARGS)
         except ExifToolError as exc:
             raise WriteError(original, f"cannot validate the written file: {exc}") from None
         return _warning_count(record)
@@ -457,6 +485,18 @@ def _alive(pid: int) -> bool:
 
 def _changed(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) != (b.st_size, b.st_mtime_ns, b.st_ino, b.st_dev)
+
+
+_VALIDATE_ARGS = ["-G1", "-n", "-validate", "-ExifTool:Validate", "-ExifTool:Warning"]
+
+
+def _single_image(payload: bytes | None) -> bool:
+    """The scan data ends at the file's only EOI: no trailer after the main image.
+
+    0xFFD9 cannot occur inside entropy-coded data (0xFF is stuffed as 0xFF00), so the first
+    one ends the main image.
+    """
+    return payload is not None and payload.find(b"\xff\xd9") == len(payload) - 2
 
 
 def _warning_count(record: dict[str, Any]) -> int:
