@@ -49,7 +49,7 @@ class ModelSettings(_Section):
         min_length=1,
         description="onnxruntime execution providers in order of preference, e.g. CUDAExecutionProvider first to use a GPU.",
     )
-    batch_size: int = Field(8, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
+    batch_size: int = Field(4, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
     decode_workers: int = Field(0, ge=0, le=256, description="Threads decoding photos in parallel; 0 means one per core.")
     max_tags: int = Field(10, ge=1, le=100, description="Most tags given to one photo.")
 
@@ -96,7 +96,7 @@ class WatchSettings(_Section):
     polling: bool = Field(False, description="Poll instead of inotify: for network mounts (NFS, SMB) where inotify sees no events.")
     poll_interval_s: float = Field(30.0, gt=0, description="Polling interval when polling = true.")
     queue_size: int = Field(10_000, ge=16, description="Most photos waiting for inference; a burst beyond it waits on disk and is found by the next scan.")
-    batch_ms: int = Field(200, ge=0, le=60_000, description="How long the daemon waits to fill an inference batch.")
+    batch_ms: int = Field(50, ge=0, le=60_000, description="How long the daemon waits to fill an inference batch.")
     follow_symlinks: bool = Field(False, description="Follow symlinks inside the roots (links pointing outside the roots are never followed).")
 
 

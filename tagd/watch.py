@@ -172,9 +172,15 @@ class Settler:
             if self._pending.get(path) is not entry:
                 return
             if signature != entry.signature:
+                first_look = entry.signature is None
                 entry.signature, entry.stable_since = signature, now
-                entry.due = now + self.settle_s
-                return
+                # A file last modified at least settle_s ago (moved in, or a copy that kept
+                # its times) has been stable all that while: no second look needed. One still
+                # being written has a fresh mtime and waits for a second, unchanged look.
+                if not (first_look and time.time() - st.st_mtime >= self.settle_s):
+                    entry.due = now + self.settle_s
+                    return
+                entry.stable_since = now - self.settle_s
             stable_for = now - entry.stable_since
             complete = entry.closed or stable_for >= max(self.settle_s * UNCLOSED_FACTOR, UNCLOSED_MIN_S) or _ends_complete(path)
             if stable_for + 1e-9 < self.settle_s or not complete:

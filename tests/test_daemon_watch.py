@@ -252,3 +252,23 @@ def test_kernel_queue_overflow_asks_for_a_rescan(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert [c.kind for c in changes].count("rescan") == 1
+
+
+def test_settled_file_with_an_old_mtime_needs_one_look_a_fresh_one_two(tmp_path: Path) -> None:
+    """A photo moved in whole (its mtime already settle_s old) is emitted at the first check;
+    one modified just now must look unchanged twice, settle_s apart (latency vs safety)."""
+    old, fresh = tmp_path / "old.jpg", tmp_path / "fresh.jpg"
+    for path in (old, fresh):
+        path.write_bytes(b"\xff\xd8" + b"\0" * 10 + b"\xff\xd9")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    emitted: list[Path] = []
+    now = [0.0]
+    settler = Settler(60.0, lambda c: emitted.append(c.path), clock=lambda: now[0])
+    settler.touch(old, closed=True)
+    settler.touch(fresh, closed=True)
+    now[0] += 60.0
+    settler.run_due()
+    assert emitted == [old]
+    now[0] += 60.0
+    settler.run_due()
+    assert emitted == [old, fresh]
