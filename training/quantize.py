@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -33,11 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tagd.model import Model, default_bundle_dir, load_spec  # noqa: E402
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 CALIBRATION_SOURCES = ("chelsea", "coffee", "rocket", "astronaut", "horse", "camera", "china", "flower",
                        "motorcycle", "cat", "page", "immunohistochemistry", "coins", "hubble_deep_field")
 
 
-def calibration_images() -> Iterator["PIL.Image.Image"]:  # noqa: F821
+def calibration_images() -> Iterator[Image.Image]:
     """Sample photos that ship with scikit-image / scikit-learn, each whole, cropped and mirrored."""
     from PIL import Image, ImageOps
     from skimage import data
@@ -57,7 +60,7 @@ def calibration_images() -> Iterator["PIL.Image.Image"]:  # noqa: F821
         yield image.crop((w // 6, h // 6, w - w // 6, h - h // 6))
 
 
-def _short_side(image: "PIL.Image.Image", size: int) -> "PIL.Image.Image":  # noqa: F821
+def _short_side(image: Image.Image, size: int) -> Image.Image:
     from PIL import Image
 
     w, h = image.size
