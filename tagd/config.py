@@ -45,9 +45,10 @@ class ModelSettings(_Section):
     path: Path | None = Field(None, description="Model bundle directory; empty for the packaged default model.")
     threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets onnxruntime use every core.")
     providers: list[str] = Field(
-        ["CPUExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
         min_length=1,
-        description="onnxruntime execution providers in order of preference, e.g. CUDAExecutionProvider first to use a GPU.",
+        description="onnxruntime execution providers in order of preference; those this onnxruntime build lacks are "
+                    "skipped, so a GPU is used where onnxruntime-gpu and a GPU are present, the CPU otherwise.",
     )
     batch_size: int = Field(4, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
     decode_workers: int = Field(0, ge=0, le=256, description="Threads decoding photos in parallel; 0 means one per core.")

@@ -214,6 +214,9 @@ def _make_session(onnx_bytes: bytes, threads: int, providers: Sequence[str], whe
     chosen = [p for p in providers if p in available]
     if not chosen:
         raise ModelError(f"none of the execution providers {list(providers)} is available (have {sorted(available)})")
+    skipped = [p for p in providers if p not in available]
+    if skipped:
+        log.debug("execution providers not in this onnxruntime build, skipped: %s", ", ".join(skipped))
     with _session_lock:
         try:
             session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=chosen)

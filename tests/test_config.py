@@ -13,7 +13,7 @@ from tagd.errors import ConfigError
 def test_defaults_need_no_file(tmp_path: Path) -> None:
     settings = load_settings(env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert settings.model.path is None
-    assert settings.model.providers == ["CPUExecutionProvider"]
+    assert settings.model.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def test_toml_then_environment(tmp_path: Path) -> None:

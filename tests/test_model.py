@@ -96,3 +96,18 @@ def test_missing_field_names_the_key(bundle_copy: Path) -> None:
     (bundle_copy / "bundle.json").write_text(json.dumps(spec))
     with pytest.raises(ModelError, match="input.mean"):
         load_spec(bundle_copy)
+
+
+def test_providers_missing_from_this_build_are_skipped_in_order() -> None:
+    """The default asks for CUDA first: a CPU-only onnxruntime must quietly use the CPU, and a
+    GPU build gets the GPU; a list with nothing available is refused with what there is."""
+    import onnxruntime as ort
+
+    from tagd.config import ModelSettings
+
+    wanted = ModelSettings().providers
+    model = Model(threads=1, providers=wanted)
+    available = ort.get_available_providers()
+    assert model.providers[0] == next(p for p in wanted if p in available)
+    with pytest.raises(ModelError, match="none of the execution providers"):
+        Model(threads=1, providers=["NoSuchExecutionProvider"])
