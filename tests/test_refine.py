@@ -82,3 +82,18 @@ def test_modes_differ_only_in_what_happens_to_refuted_keywords() -> None:
     assert outcomes["add-only"].keywords == ["person"] and not outcomes["add-only"].removed
     assert outcomes["suggest"].keywords == ["person"] and outcomes["suggest"].suggested_removals == ["person"]
     assert outcomes["full"].keywords == [] and outcomes["full"].removed == ["person"]
+
+
+def test_lowrank_is_an_optional_extra_source() -> None:
+    """Without `lowrank` nothing changes; with it, a tag the completion supports can be added."""
+    from tagd.refine import TUNED, LibraryStats, refine
+
+    library = LibraryStats.from_tag_sets([{"dog", "ball"}] * 5 + [{"beach"}] * 20)
+    plain = refine(["dog"], {"dog": 0.9}, mode="full", library=library, model_known={"dog"}, candidates=["dog"])
+    same = refine(["dog"], {"dog": 0.9}, mode="full", library=library, model_known={"dog"}, candidates=["dog"],
+                  lowrank=None)
+    assert plain.keywords == same.keywords and plain.relevance == same.relevance
+    got = refine(["dog"], {"dog": 0.9}, mode="full", library=library, model_known={"dog"}, candidates=["dog"],
+                 lowrank={"ball": 0.9, "beach": 0.0, "dog": 0.1}, params=TUNED)
+    assert "ball" in got.added and "beach" not in got.added
+    assert "dog" in got.keywords  # by default the completion does not speak against the user's own tags
