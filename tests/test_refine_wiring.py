@@ -122,6 +122,25 @@ def test_model_evidence_keys_scores_by_the_users_word(tagger) -> None:
     assert scaled["couch"] > 0.99
 
 
+@needs_exiftool
+def test_suggested_removals_round_trip_through_tagds_namespace(jpeg: Path) -> None:
+    """The `SuggestedRemovals` bag: written by exiftool with tagd's namespace config, read back
+    by tagd and by a fresh exiftool, and part of what makes two records differ."""
+    from tagd.metadata.exiftool import ExifTool
+    from tagd.metadata.fields import READ_ARGS
+    from tagd.metadata.provenance import Provenance
+
+    record = Provenance(model_version="m@1", written=["mittens", "rocket"], suggested_removals=["rocket", "Zoë, 2019"])
+    with ExifTool() as exiftool:
+        exiftool.execute([*record.assignments(), "-overwrite_original", str(jpeg)])
+        (raw,) = exiftool.read_json([jpeg], READ_ARGS)
+    back = Provenance.from_exiftool(raw)
+    assert back is not None and back.suggested_removals == ["rocket", "Zoë, 2019"]
+    assert back.comparable() == record.comparable()
+    assert Provenance(model_version="m@1", written=["mittens", "rocket"]).comparable() != record.comparable()
+    assert tagd_namespace(jpeg)["SuggestedRemovals"] == ["rocket", "Zoë, 2019"]
+
+
 # -- the index and the library (synthetic embeddings) ------------------------------------------------
 
 
