@@ -150,7 +150,8 @@ def nearest(
         if len(rows) == 0:
             return []
         ids = ids[rows]
-    scores = cache.approximate(q, rows)
+    # Gathering rows costs about three contiguous ones: for most of the library, scan it all.
+    scores = cache.approximate(q, rows) if rows is None or 3 * len(rows) < cache.n else cache.approximate(q)[rows]
     n = len(ids)
     if exclude is not None:
         row = conn.execute("SELECT id FROM photo WHERE path = CAST(? AS TEXT)", (exclude,)).fetchone()
