@@ -123,7 +123,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     writer = make_writer(settings, sidecar_only=args.sidecar) if args.write else None
     tagger = make_tagger(settings, model_path=args.model, threads=args.threads, batch_size=args.batch_size)
     if writer is not None:
-        return _tag_and_write(args, tagger, writer)
+        return _tag_and_write(args, settings, tagger, writer)
     out = sys.stdout
     failed = done = 0
     started = time.monotonic()
@@ -158,16 +158,15 @@ def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
     return Index(args.index or settings.index.path)
 
 
-def _tag_and_write(args: argparse.Namespace, tagger, writer) -> int:  # noqa: ANN001
-    from tagd.config import load_settings
-    from tagd.pipeline import Pipeline
+def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  # noqa: ANN001
+    from tagd.pipeline import make_pipeline
     from tagd.tagger import expand_paths
 
     failed = done = changed = 0
-    index = _open_index(args, load_settings(args.config))
+    index = _open_index(args, settings)
     index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
     try:
-        outcomes = Pipeline(tagger, writer, index).run(expand_paths(args.paths))
+        outcomes = make_pipeline(settings, tagger, writer, index).run(expand_paths(args.paths))
         failed, done, changed = _print_outcomes(args, outcomes)
     finally:
         index.close()
@@ -199,6 +198,8 @@ def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:
                 "written": str(outcome.target) if outcome.changed else None,
                 "keywords": outcome.keywords,
                 "added": outcome.added,
+                "removed": outcome.removed,
+                "suggested_removals": outcome.suggested_removals,
             }
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         elif outcome.ok:
@@ -231,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
-    from tagd.pipeline import Pipeline, make_tagger, make_writer
+    from tagd.pipeline import make_pipeline, make_tagger, make_writer
     from tagd.scan import Progress, plan
     from tagd.watch import PathFilter
 
@@ -257,7 +258,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             index.mark_gone(path)
         progress = Progress(len(found.work))
         failed = 0
-        for outcome in Pipeline(tagger, writer, index).run(found.work, skip_unchanged=True):
+        for outcome in make_pipeline(settings, tagger, writer, index).run(found.work, skip_unchanged=True):
             progress.step(outcome.ok)
             if not outcome.ok:
                 failed += 1

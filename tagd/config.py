@@ -102,10 +102,17 @@ class WatchSettings(_Section):
 
 
 class RefineSettings(_Section):
-    mode: Literal["add-only"] = Field(
+    mode: Literal["add-only", "suggest", "full"] = Field(
         "add-only",
-        description="add-only: tagd adds its tags after yours and never removes, renames or reorders yours. "
-                    "(suggest and full modes, which act on imprecise keywords, are not in this version.)",
+        description="add-only: tagd adds its tags after yours and never removes, renames or reorders yours; "
+                    "suggest: also marks your keywords that the model and your library contradict as suggested removals "
+                    "(in the index and tagd's XMP namespace, shown by `tagd show`), without removing them; "
+                    "full: removes them (`tagd revert` brings them back).",
+    )
+    neighbours: int = Field(
+        20, ge=0, le=200,
+        description="How many of your most similar photos vote on a photo's tags, with the tags you gave them "
+                    "(0: none; only photos carrying a keyword of yours vote).",
     )
 
 

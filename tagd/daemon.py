@@ -96,7 +96,7 @@ class Daemon:
     def _build(self) -> None:
         from tagd.index.db import Index
         from tagd.metadata import check_available
-        from tagd.pipeline import Pipeline, make_tagger, make_writer
+        from tagd.pipeline import make_pipeline, make_tagger, make_writer
 
         check_available()  # before the index or the model: the quickest failure first
         s = self.settings
@@ -106,7 +106,7 @@ class Daemon:
         vocab = self.tagger.vocabulary
         self.index.set_vocabulary((t.name, t.parents, t.synonyms) for t in vocab.tags)
         self.writer = make_writer(s)
-        self.pipeline = Pipeline(self.tagger, self.writer, self.index)
+        self.pipeline = make_pipeline(s, self.tagger, self.writer, self.index)
         self.filter = PathFilter(self.roots, s.watch.extensions, s.watch.include, s.watch.exclude)
         self.watcher = Watcher(self.filter, self._on_change, s.watch.settle_s, s.watch.polling, s.watch.poll_interval_s,
                                follow_symlinks=s.watch.follow_symlinks)
@@ -148,6 +148,7 @@ class Daemon:
         # reader at another database than the one this process writes.
         fresh.index.path = self.settings.index.path
         self.settings = fresh
+        self.pipeline.mode = fresh.refine.mode  # refine.neighbours takes a restart
         self.roots = roots
         self.watcher.set_roots(roots)
         log.info("configuration reloaded; watching %s", ", ".join(map(str, roots)) or "nothing")

@@ -1,8 +1,10 @@
-"""Identify, tag, write, record: the only module that knows the model, the writer and the index.
+"""Identify, tag, refine, write, record: the only module that knows the model, the writer and the index.
 
-Inference runs on the calling thread (decoding on the tagger's pool); keyword writes run on
-writer threads, one per warm exiftool process, so exiftool's work overlaps with the next
-batch's inference and uses every core; index rows are written in batches.
+Inference runs on the calling thread (decoding on the tagger's pool), and so does everything
+that reads the index (the library's tags, each photo's neighbours: one connection, one
+thread); keyword reads, refinement and writes run on writer threads, one per warm exiftool
+process, so exiftool's work overlaps with the next batch's inference and uses every core;
+index rows are written in batches.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import math
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
-from tagd.refine import MachineTag, Refinement, refine_add_only
+from tagd.refine import LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
 from tagd.tagger import Tagger, TagResult
-from tagd.vocab import ScoredTag
+from tagd.vocab import ScoredTag, Vocabulary
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from tagd.config import Settings
     from tagd.index.db import Index, PhotoRecord
 
@@ -36,6 +42,8 @@ class PhotoOutcome:
     tags: list[ScoredTag] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)  # what the photo carries now
     added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # user keywords tagd took out (refine.mode full)
+    suggested_removals: list[str] = field(default_factory=list)  # ... would take out (suggest)
     changed: bool = False
     target: Path | None = None  # file written: the photo or its sidecar
     error: str | None = None
@@ -70,6 +78,20 @@ def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> Metadata
                                                sidecar_naming=w.sidecar_naming, mtime=w.mtime))
 
 
+def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None) -> "Pipeline":
+    """The pipeline the configuration describes (refine.mode, refine.neighbours)."""
+    r = settings.refine
+    return Pipeline(tagger, writer, index, mode=r.mode, neighbours=r.neighbours)
+
+
+@dataclass(frozen=True)
+class LibraryEvidence:
+    """What the library says about one photo, read on the index's thread for a writer thread."""
+
+    stats: LibraryStats
+    neighbours: list[Neighbour]
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -79,13 +101,26 @@ def file_sha256(path: Path) -> str:
 
 
 class Pipeline:
+    """`mode`: refine.mode (add-only, suggest, full). `neighbours`: how many of the library's
+    photos vote on a new photo's tags (0: none). Without an index, or while no photo in it
+    carries a tag of the user's own, the model alone is the evidence: its confident tags are
+    added (no kNN is run)."""
+
     def __init__(self, tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None, *,
-                 window: int = 32, record_batch: int = 64) -> None:
+                 mode: Mode = "add-only", neighbours: int = RefineParams.k, window: int = 32,
+                 record_batch: int = 64) -> None:
         self.tagger = tagger
         self.writer = writer
         self.index = index
+        self.mode: Mode = mode
         self.window = window
         self.record_batch = record_batch
+        self.params = RefineParams(k=max(1, neighbours), max_added=tagger.max_tags)
+        self.library: Library | None = None
+        if index is not None:
+            self.library = Library(index, k=neighbours, near_duplicate=self.params.near_duplicate)
+        vocab = tagger.vocabulary
+        self._vocab_index = {name: i for i, name in enumerate(vocab.names)}
 
     # ---- identify --------------------------------------------------------------------------
     def needs_work(self, path: Path) -> bool:
@@ -126,7 +161,8 @@ class Pipeline:
             pending: deque[Future[PhotoOutcome]] = deque()
             try:
                 for result in self.tagger.tag_paths(todo):
-                    pending.append(pool.submit(self._write_one, result, time.monotonic()))
+                    started = time.monotonic()
+                    pending.append(pool.submit(self._write_one, result, self._library_evidence(result), started))
                     while len(pending) > self.window or (pending and pending[0].done()):
                         yield self._collect(pending.popleft().result(), records)
                 while pending:
@@ -145,15 +181,26 @@ class Pipeline:
     def _flush(self, records: list["PhotoRecord"], force: bool = False) -> None:
         if self.index is not None and records and (force or len(records) >= self.record_batch):
             self.index.upsert_photos(records)
+            if self.library is not None:
+                self.library.recorded(len(records))
             records.clear()
 
-    def _write_one(self, result: TagResult, started: float) -> PhotoOutcome:
+    def _library_evidence(self, result: TagResult) -> LibraryEvidence | None:
+        """The library's tags and the photo's neighbours (on this, the index's, thread)."""
+        if self.library is None or not result.ok:
+            return None
+        stats = self.library.stats
+        if stats.n_photos == 0:
+            return None
+        return LibraryEvidence(stats, self.library.neighbours(result.embedding, exclude=result.path))
+
+    def _write_one(self, result: TagResult, evidence: LibraryEvidence | None, started: float) -> PhotoOutcome:
         if not result.ok:
             return PhotoOutcome(result.path, error=result.error, ms=_ms(started),
                                 record=self._failed_record(result.path, result.error or "unreadable"))
         try:
             current = self.writer.read(result.path)
-            refined = self.refine(current, result)
+            refined = self.refine(current, result, evidence)
             vocab = self.tagger.vocabulary
             update = KeywordUpdate(
                 keywords=refined.keywords,
@@ -169,32 +216,76 @@ class Pipeline:
             return PhotoOutcome(result.path, result.tags, error=exc.reason, ms=_ms(started),
                                 record=self._failed_record(result.path, exc.reason))
         ms = _ms(started)
-        removed = f" -[{', '.join(refined.removed)}]" if refined.removed else ""
-        log.info("%s: +[%s]%s %.0f ms%s", result.path, ", ".join(refined.added), removed, ms,
+        newly = [k for k in refined.removed if k not in set(current.provenance.removed if current.provenance else ())]
+        removed = f" -[{', '.join(newly)}]" if newly else ""
+        suggested = f" ?-[{', '.join(refined.suggested_removals)}]" if refined.suggested_removals else ""
+        log.info("%s: +[%s]%s%s %.0f ms%s", result.path, ", ".join(refined.added), removed, suggested, ms,
                  "" if outcome.changed else " (unchanged)")
         record = self._record(result, current, refined, outcome.photo_sha256) if self.index is not None else None
-        return PhotoOutcome(result.path, result.tags, outcome.keywords, refined.added, outcome.changed,
-                            outcome.target, ms=ms, record=record)
+        return PhotoOutcome(result.path, result.tags, outcome.keywords, refined.added, newly, refined.suggested_removals,
+                            outcome.changed, outcome.target, ms=ms, record=record)
 
-    def refine(self, current: PhotoKeywords, result: TagResult) -> Refinement:
+    def refine(self, current: PhotoKeywords, result: TagResult, evidence: LibraryEvidence | None = None) -> Refinement:
+        """The photo's keywords refined (`tagd.refine`), with what tagd did before (provenance).
+
+        Evidence: the model's scores (each user word through the vocabulary's synonyms: "kitty"
+        gets the score of "cat"), and, once the library has photos with the user's own tags,
+        their statistics and the photo's neighbours; in `self.mode`. With no library evidence
+        the model's confident tags are added after the user's keywords, as the same function
+        decides with it (so a library that appears changes no decision it has no evidence for).
+        `removed` covers every keyword tagd has removed and the user has not put back, so that
+        `tagd revert` can restore them all.
+        """
         prov = current.provenance
-        return refine_add_only(
-            current.keywords,
-            [MachineTag(t.name, t.score) for t in result.tags],
+        history = dict(
             previously_added=prov.added if prov else (),
             previously_written=prov.written if prov else (),
             previously_rejected=prov.rejected if prov else (),
+        )
+        have = {k.casefold() for k in current.keywords}
+        reinstated = [k for k in (prov.removed if prov else ()) if k.casefold() in have]
+        neighbours = evidence.neighbours if evidence is not None else []
+        tag_scores = result.tag_scores
+        if tag_scores is None:  # a tagger that reports only its selected tags
+            import numpy as np
+
+            tag_scores = np.zeros(len(self._vocab_index), dtype=np.float32)
+            for t in (*result.suggestions, *result.tags):
+                if t.name in self._vocab_index:
+                    tag_scores[self._vocab_index[t.name]] = t.score
+        words = {*current.keywords, *(t for n in neighbours for t in n.tags), *(t.name for t in result.tags)}
+        raw, scores = model_evidence(self.tagger.vocabulary, self._vocab_index, tag_scores, words)
+        refined = refine(
+            current.keywords, scores, mode=self.mode, neighbours=neighbours,
+            library=evidence.stats if evidence is not None else LibraryStats(),
+            candidates=[t.name for t in result.tags], keep=reinstated, params=self.params, **history,
+        )
+        still_removed = [k for k in (prov.removed if prov else ()) if k.casefold() not in have]
+        removed_f = {k.casefold() for k in still_removed}
+        # Scores of the model's confident tags, under whichever word the photo carries them (not
+        # the near-zero score of every user keyword the model happens to know).
+        confident = {t.name for t in result.tags}
+        vocab = self.tagger.vocabulary
+        return replace(
+            refined,
+            machine_tags={k: round(raw[k.casefold()], 4) for k in refined.machine_tags if vocab.canonical(k) in confident},
+            removed=[*still_removed, *(k for k in refined.removed if k.casefold() not in removed_f)],
         )
 
     def _record(self, result: TagResult, current: PhotoKeywords, refined: Refinement, sha256: str | None) -> "PhotoRecord":
         from tagd.index.db import IndexedTag, PhotoRecord
 
         st = os.stat(result.path)
-        added = set(refined.added)
-        tags = [
-            IndexedTag(k, refined.machine_tags.get(k, 1.0), "model" if k in added else "user", "added" if k in added else "kept")
-            for k in refined.keywords
-        ]
+        added, suggested = set(refined.added), set(refined.suggested_removals)
+        tags = []
+        for k in refined.keywords:
+            if k in added and k not in refined.machine_tags:  # a tag of the user's that only the neighbours know
+                tags.append(IndexedTag(k, refined.relevance.get(k, 0.0), "neighbours", "added"))
+            elif k in added:
+                tags.append(IndexedTag(k, refined.machine_tags[k], "model", "added"))
+            else:
+                tags.append(IndexedTag(k, refined.machine_tags.get(k, 1.0), "user",
+                                       "suggested-removal" if k in suggested else "kept"))
         tags += [IndexedTag(k, 0.0, "model", "rejected") for k in refined.rejected if k not in refined.keywords]
         tags += [IndexedTag(k, 1.0, "user", "removed") for k in refined.removed if k not in refined.keywords]
         seen = {t.name.casefold() for t in tags}
@@ -219,6 +310,34 @@ class Pipeline:
         return PhotoRecord(path=path, content_hash=None, size=st.st_size, mtime_ns=st.st_mtime_ns, status="failed",
                            error=reason, model_version=self.tagger.model.version,
                            tagged_at=datetime.now().replace(microsecond=0))
+
+
+def model_evidence(vocab: "Vocabulary", positions: dict[str, int], tag_scores: "np.ndarray", words: Iterable[str]
+                   ) -> tuple[dict[str, float], dict[str, float]]:
+    """The model's score for each word the vocabulary knows (by name or synonym), keyed by the
+    casefolded word: (raw scores, scores for `refine`). A word it does not know gets none: it can
+    only come from the neighbours.
+
+    `refine` reads a score as the probability that the tag belongs. A tag's raw score is not
+    that: the vocabulary's per-tag threshold is where the model's own decision flips (0.06 for
+    one tag, 0.15 for another). So `refine` gets the score's odds relative to the threshold's,
+    as a probability: at the threshold 0.5, so that with no library evidence either way the
+    model's confident tags are added, as they are without a library.
+    """
+    raw: dict[str, float] = {}
+    scaled: dict[str, float] = {}
+    for word in words:
+        folded = word.casefold()
+        tag = vocab.canonical(folded)
+        if tag is None or folded in raw:
+            continue
+        score = float(tag_scores[positions[tag]])
+        raw[folded] = score
+        s = min(max(score, 1e-6), 1 - 1e-6)
+        t = min(max(vocab[tag].threshold, 1e-6), 1 - 1e-6)
+        odds = (s / (1 - s)) / (t / (1 - t))
+        scaled[folded] = odds / (1 + odds) if math.isfinite(odds) else 1.0
+    return raw, scaled
 
 
 def _exif_datetime(text: str | None) -> datetime | None:

@@ -218,6 +218,7 @@ def refine(
     previously_added: Sequence[str] = (),
     previously_written: Sequence[str] = (),
     previously_rejected: Sequence[str] = (),
+    keep: Iterable[str] = (),
     params: RefineParams = RefineParams(),
     lowrank: Mapping[str, float] | None = None,
 ) -> Refinement:
@@ -226,14 +227,17 @@ def refine(
     `model_scores` are keyed by the user's own spelling where the vocabulary knows the word;
     `model_known` are the (casefolded) words the model can score at all, so that a score of 0
     means "absent" only for those. `candidates` are the model's confident tags: the only
-    model-named tags that may be added. `lowrank`, optional, is this photo's row of the
-    library's low-rank completed tag matrix (`tagd.lowrank.complete`): each library tag's
-    denoised relevance in [0, 1], an extra likelihood ratio against the tag's prior.
+    model-named tags that may be added. `keep`: user keywords never to remove or suggest
+    removing, whatever the evidence (the user put them back after tagd removed them).
+    `lowrank`, optional, is this photo's row of the library's low-rank completed tag matrix
+    (`tagd.lowrank.complete`): each library tag's denoised relevance in [0, 1], an extra
+    likelihood ratio against the tag's prior.
     """
     library = library or LibraryStats()
     rejected = list(previously_rejected)
     rejected_f = {k.casefold() for k in rejected}
     current_f = {k.casefold() for k in current}
+    keep_f = {k.casefold() for k in keep}
     written_f = {k.casefold() for k in previously_written}
     for keyword in previously_added:  # tagd added it, it was written, now it is gone: the user said no
         f = keyword.casefold()
@@ -312,7 +316,7 @@ def refine(
         if is_user:
             decision = "keep"
             refuting = [r for r in (m_lr, n_lr, l_lr) if r is not None and r < 1.0]
-            if refuting and relevance < params.remove_threshold:
+            if refuting and relevance < params.remove_threshold and folded not in keep_f:
                 decision = {"add-only": "keep", "suggest": "suggest-removal", "full": "remove"}[mode]
         elif folded not in rejected_f and relevance >= params.add_threshold and (m_lr is None or m_lr >= 1.0) and (
             candidate_f is None or folded in candidate_f or (n_lr is not None and n_lr >= params.neighbour_add_lr)

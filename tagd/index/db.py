@@ -525,7 +525,54 @@ class Index:
             self._embeddings = EmbeddingCache()
         cache = self._embeddings
         exclude_b = fs_bytes(exclude) if exclude is not None else None
-        return self.read(lambda conn: nearest(conn, cache, embedding, k, exclude_b))
+        return [(path, score) for _, path, score in self.read(lambda conn: nearest(conn, cache, embedding, k, exclude_b))]
+
+    def neighbours(self, embedding: Any, k: int, among: Sequence[int], exclude: Path | None = None) -> list[tuple[int, float]]:
+        """The k photos nearest to `embedding` among the photo ids `among` (as `user_tags` gives
+        them; sorted saves a sort): (photo id, cosine similarity), best first. Scans only those
+        photos' embeddings."""
+        import numpy as np
+
+        from tagd.index.similar import EmbeddingCache, nearest
+
+        if self._embeddings is None:
+            self._embeddings = EmbeddingCache()
+        cache = self._embeddings
+        ids = np.asarray(among, dtype=np.int64)
+        if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            ids = np.unique(ids)
+        exclude_b = fs_bytes(exclude) if exclude is not None else None
+        return [(photo_id, score) for photo_id, _, score in self.read(lambda conn: nearest(conn, cache, embedding, k, exclude_b, ids))]
+
+    def user_tags(self) -> tuple[int, dict[int, list[str]]]:
+        """The user's own tags (source user, kept or suggested for removal) of every photo that
+        has some and is not gone, by photo id; with the `generation` they reflect (one snapshot).
+
+        Reads only those photos' rows (the source bitmap names them), so a library where the user
+        tagged a few thousand of a million photos pays for a few thousand.
+        """
+        user, states = SOURCE_CODE["user"], (STATE_CODE["kept"], STATE_CODE["suggested-removal"])
+
+        def tx(conn: sqlite3.Connection) -> tuple[int, dict[int, list[str]]]:
+            ids = bitmaps.load(conn, bitmaps.SOURCE_S, [user]) & ~bitmaps.load(
+                conn, bitmaps.STATUS, [bitmaps.STATUS_CODE["gone"]])
+            out: dict[int, list[str]] = {}
+            id_list = bitmaps.to_ids(ids)
+            for start in range(0, len(id_list), 50_000):
+                chunk = "[" + ",".join(map(str, id_list[start:start + 50_000])) + "]"
+                for photo_id, name in conn.execute(
+                    "SELECT pt.photo_id, t.name FROM photo_tag pt JOIN tag t ON t.id = pt.tag_id "
+                    "WHERE pt.photo_id IN (SELECT value FROM json_each(?)) AND pt.source = ? AND pt.state IN (?, ?)",
+                    (chunk, user, *states),
+                ):
+                    out.setdefault(photo_id, []).append(name)
+            return _counter(conn, "embedding_gen"), out
+
+        return self.read(tx)
+
+    def generation(self) -> int:
+        """A counter that moves whenever photos with embeddings are written, marked gone or removed."""
+        return self.read(lambda conn: _counter(conn, "embedding_gen"))
 
     def embedding(self, path: Path) -> np.ndarray | None:
         """The stored embedding of an indexed photo, or None."""

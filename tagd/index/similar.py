@@ -107,15 +107,17 @@ class EmbeddingCache:
         self._ids, self._scales, self._codes = ids, scales, np.ascontiguousarray(codes)
         self.n, self.dim, self.gen = len(ids), dim, gen
 
-    def approximate(self, q: np.ndarray) -> np.ndarray:
-        n, codes = self.n, self._codes
+    def approximate(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Approximate similarity of every cached embedding to `q`, or of those at `rows` only."""
+        n, codes = (self.n if rows is None else len(rows)), self._codes
         out = np.empty(n, dtype=np.float32)
         block = np.empty((min(n, _BLOCK), codes.shape[1]), dtype=np.float32)
         for start in range(0, n, _BLOCK):
             part = block[: min(_BLOCK, n - start)]
-            np.copyto(part, codes[start:start + len(part)], casting="unsafe")
+            src = codes[start:start + len(part)] if rows is None else codes[rows[start:start + len(part)]]
+            np.copyto(part, src, casting="unsafe")
             out[start:start + len(part)] = part @ q  # matmul(out=...) misses the BLAS path
-        out *= self.scales
+        out *= self.scales if rows is None else self.scales[rows]
         return out
 
 
@@ -125,8 +127,11 @@ def embedding_gen(conn: sqlite3.Connection) -> int:
 
 
 def nearest(
-    conn: sqlite3.Connection, cache: EmbeddingCache, embedding: Any, k: int, exclude: bytes | None
-) -> list[tuple[Path, float]]:
+    conn: sqlite3.Connection, cache: EmbeddingCache, embedding: Any, k: int, exclude: bytes | None,
+    among: np.ndarray | None = None,
+) -> list[tuple[int, Path, float]]:
+    """(photo id, path, similarity) of the k nearest, best first; `among`: only these photo ids
+    (sorted), scanning only their codes (a few thousand user-tagged photos in a big library)."""
     q = np.asarray(embedding, dtype=np.float32).reshape(-1)
     norm = float(np.linalg.norm(q))
     if k <= 0 or norm == 0.0 or not np.isfinite(norm):
@@ -135,27 +140,36 @@ def nearest(
     gen = embedding_gen(conn)
     if cache.gen != gen or cache.dim != q.size:
         cache.load(conn, q.size, gen)
-    n = cache.n
-    if n == 0:
+    if cache.n == 0:
         return []
-    scores = cache.approximate(q)
+    ids = cache.ids
+    rows = None
+    if among is not None:
+        at = np.minimum(np.searchsorted(ids, among), cache.n - 1)
+        rows = at[ids[at] == among]
+        if len(rows) == 0:
+            return []
+        ids = ids[rows]
+    # Gathering rows costs about three contiguous ones: for most of the library, scan it all.
+    scores = cache.approximate(q, rows) if rows is None or 3 * len(rows) < cache.n else cache.approximate(q)[rows]
+    n = len(ids)
     if exclude is not None:
         row = conn.execute("SELECT id FROM photo WHERE path = CAST(? AS TEXT)", (exclude,)).fetchone()
         if row is not None:
-            at = int(np.searchsorted(cache.ids, row[0]))
-            if at < n and cache.ids[at] == row[0]:
+            at = int(np.searchsorted(ids, row[0]))
+            if at < n and ids[at] == row[0]:
                 scores[at] = -np.inf
     size = min(n, max(4 * k, k + SHORTLIST_MIN))
     shortlist = np.argpartition(-scores, size - 1)[:size] if size < n else np.arange(n)
     shortlist = shortlist[np.isfinite(scores[shortlist])]
-    ids = json.dumps([int(i) for i in cache.ids[shortlist]])
+    id_list = json.dumps([int(i) for i in ids[shortlist]])
     ranked = []
     for photo_id, dim, blob, path in conn.execute(
         "SELECT e.photo_id, e.dim, e.vector, p.path FROM embedding e JOIN photo p ON p.id = e.photo_id "
         "WHERE e.photo_id IN (SELECT value FROM json_each(?))",
-        (ids,),
+        (id_list,),
     ):
         if dim == q.size:
             ranked.append((float(decode_vector(blob, dim) @ q), photo_id, path))
     ranked.sort(key=lambda r: (-r[0], -r[1]))
-    return [(Path(path), score) for score, _, path in ranked[:k]]
+    return [(photo_id, Path(path), score) for score, photo_id, path in ranked[:k]]

@@ -4,6 +4,7 @@ Stored in the photo (or its sidecar) next to the keywords, so it travels with th
 - the keyword fields exactly as they were before tagd first wrote (`Original*`), and which
   of them existed (`OriginalPresent`);
 - what tagd added, removed, and saw the user delete after tagd added it (`Rejected*`);
+- the user's keywords tagd would remove but, in `suggest` mode, left (`SuggestedRemovals`);
 - the full keyword list tagd last wrote (to tell the user's later edits from tagd's);
 - the model version and each machine tag's score.
 """
@@ -35,6 +36,7 @@ class Provenance:
     removed: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    suggested_removals: list[str] = field(default_factory=list)  # suggest mode: not applied
     originals: dict[str, list[str]] = field(default_factory=dict)  # field short name -> values
     created_sidecar: bool = False
 
@@ -65,6 +67,7 @@ class Provenance:
             removed=as_list(get("RemovedKeywords")),
             rejected=as_list(get("RejectedKeywords")),
             written=as_list(get("WrittenKeywords")),
+            suggested_removals=as_list(get("SuggestedRemovals")),
             originals=originals,
             created_sidecar=str(get("CreatedSidecar") or "") == "True",
         )
@@ -81,6 +84,7 @@ class Provenance:
         args += [f"-{NS}:RemovedKeywords={k}" for k in self.removed]
         args += [f"-{NS}:RejectedKeywords={k}" for k in self.rejected]
         args += [f"-{NS}:WrittenKeywords={k}" for k in self.written]
+        args += [f"-{NS}:SuggestedRemovals={k}" for k in self.suggested_removals]
         for short in FIELDS:
             if short not in self.originals:
                 continue
@@ -99,7 +103,7 @@ class Provenance:
             self.model_version,
             tuple(sorted((k, round(v, 4)) for k, v in self.machine_tags.items())),
             tuple(sorted(self.added)), tuple(sorted(self.removed)), tuple(sorted(self.rejected)),
-            tuple(sorted(self.written)),
+            tuple(sorted(self.written)), tuple(sorted(self.suggested_removals)),
             tuple(sorted((k, tuple(v)) for k, v in self.originals.items())),
             self.created_sidecar,
         )

@@ -1,0 +1,138 @@
+"""Benchmark the library evidence tagd adds to each photo: reading the user's tags, the kNN among
+their photos, and `refine` itself, at 100,000 indexed photos with 1280-d embeddings.
+
+Builds an index of N photos (clustered embeddings: every 50 photos share a direction; 8 tags each
+from the packaged vocabulary with Zipf-like frequencies, plus private tags), of which a share
+carries tags of the user's own (source user, kept); the rest only tagd's. Then times, per photo,
+with the pipeline's own objects (`tagd.library.Library`, `tagd.pipeline.model_evidence`,
+`tagd.refine.refine`):
+
+  read      Library.refresh: every user-tagged photo's tags -> LibraryStats (once per 10 % growth)
+  knn       Library.neighbours: k=20 nearest among the user-tagged photos, self excluded
+  refine    model scores (216 tags) + neighbours + library -> Refinement, mode full
+
+Usage:  python bench/bench_refine.py [--photos N] [--user-share 0.3] [--probes 200] [--keep DIR]
+
+Last line: RESULT key=value ... (latencies in ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tagd.index import Index, IndexedTag, PhotoRecord  # noqa: E402
+from tagd.library import Library  # noqa: E402
+from tagd.refine import RefineParams, refine  # noqa: E402
+
+PRIVATE = ["mittens", "grandma", "lisbon 2023", "first day of school", "the old house", "bolt", "uncle joe", "garden"]
+
+
+def vocabulary() -> tuple[list[tuple[str, list[str], list[str]]], list[float]]:
+    raw = json.loads((REPO / "tagd" / "models" / "default" / "vocab.json").read_text())
+    return [(t["name"], t.get("parents", []), t.get("synonyms", [])) for t in raw["tags"]], [t["threshold"] for t in raw["tags"]]
+
+
+def build(path: Path, n: int, user_share: float, seed: int) -> None:
+    vocab, _ = vocabulary()
+    names = [v[0] for v in vocab] + PRIVATE
+    rng = random.Random(seed)
+    rng.shuffle(names)
+    weights = [1.0 / (rank + 1) for rank in range(len(names))]
+    with Index(path) as index:
+        index.set_vocabulary(vocab)
+        batch = []
+        for i in range(n):
+            centre = np.random.default_rng(i // 50).standard_normal(1280).astype(np.float32)
+            emb = centre + 0.6 * np.random.default_rng(10**9 + i).standard_normal(1280).astype(np.float32)
+            chosen = list(dict.fromkeys(rng.choices(names, weights, k=8)))
+            user = rng.random() < user_share
+            tags = [IndexedTag(t, 1.0, "user", "kept") if user and j < 4 else IndexedTag(t, round(rng.uniform(0.1, 1), 4), "model", "added")
+                    for j, t in enumerate(chosen)]
+            batch.append(PhotoRecord(path=Path(f"/photos/{i // 1000:03d}/IMG_{i:07d}.jpg"), content_hash=f"{i:064x}",
+                                     size=1, mtime_ns=i, status="tagged", model_version="bench", tags=tags, embedding=emb))
+            if len(batch) == 2000:
+                index.upsert_photos(batch)
+                batch = []
+                if (i + 1) % 20_000 == 0:
+                    print(f"  inserted {i + 1:,}", file=sys.stderr, flush=True)
+        index.upsert_photos(batch)
+
+
+def p95(xs: list[float]) -> float:
+    return sorted(xs)[max(0, int(round(0.95 * len(xs))) - 1)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=100_000)
+    ap.add_argument("--user-share", type=float, default=0.3)
+    ap.add_argument("--probes", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, help="build (or reuse) the index in this folder")
+    args = ap.parse_args()
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="tagd-bench-refine-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / f"refine-{args.photos}-{args.user_share}.sqlite3"
+    if not db.exists():
+        started = time.perf_counter()
+        build(db, args.photos, args.user_share, args.seed)
+        print(f"built {db} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    vocab, thresholds = vocabulary()
+    rng = np.random.default_rng(args.seed + 1)
+    results: dict[str, float] = {}
+    with Index(db) as index:
+        library = Library(index, k=RefineParams.k)
+        started = time.perf_counter()
+        library.refresh()
+        results["read_ms"] = (time.perf_counter() - started) * 1000
+        stats = library.stats
+        probes = []
+        for i in rng.integers(0, args.photos, args.probes):
+            centre = np.random.default_rng(int(i) // 50).standard_normal(1280).astype(np.float32)
+            probes.append((centre + 0.6 * rng.standard_normal(1280).astype(np.float32), Path(f"/photos/{i // 1000:03d}/IMG_{i:07d}.jpg")))
+        started = time.perf_counter()
+        library.neighbours(probes[0][0], probes[0][1])  # loads the int8 cache
+        results["knn_first_ms"] = (time.perf_counter() - started) * 1000
+        knn, ref, total = [], [], []
+        for emb, path in probes:
+            t0 = time.perf_counter()
+            neighbours = library.neighbours(emb, path)
+            t1 = time.perf_counter()
+            scores = {name: float(s) for (name, _, _), s in zip(vocab, rng.beta(0.3, 3.0, len(vocab)))}
+            candidates = [name for (name, _, _), t in zip(vocab, thresholds) if scores[name] >= t][:10]
+            user = list(next(iter(neighbours)).tags)[:3] if neighbours else []
+            refine(user, scores, mode="full", neighbours=neighbours, library=stats, candidates=candidates)
+            t2 = time.perf_counter()
+            knn.append((t1 - t0) * 1000)
+            ref.append((t2 - t1) * 1000)
+            total.append((t2 - t0) * 1000)
+        n_user = stats.n_photos
+    results.update(knn_median_ms=statistics.median(knn), knn_p95_ms=p95(knn), refine_median_ms=statistics.median(ref),
+                   refine_p95_ms=p95(ref), total_median_ms=statistics.median(total), total_p95_ms=p95(total))
+    print(f"{args.photos:,} photos with embeddings, {n_user:,} carry tags of the user's ({len(stats.counts)} distinct)")
+    print(f"read the library's tags: {results['read_ms']:.0f} ms (once per 10 % growth of the library)")
+    print(f"kNN among the user's photos (k=20): median {results['knn_median_ms']:.1f} ms, p95 {results['knn_p95_ms']:.1f} ms, "
+          f"first call {results['knn_first_ms']:.0f} ms (loads the cache)")
+    print(f"refine: median {results['refine_median_ms']:.2f} ms, p95 {results['refine_p95_ms']:.2f} ms")
+    print(f"per photo, kNN + refine: median {results['total_median_ms']:.1f} ms, p95 {results['total_p95_ms']:.1f} ms")
+    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in results.items()) + f" photos={args.photos} user_photos={n_user}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
