@@ -209,6 +209,7 @@ class Pipeline:
                 added=refined.added,
                 removed=refined.removed,
                 rejected=refined.rejected,
+                suggested_removals=refined.suggested_removals,
                 model_version=self.tagger.model.version,
             )
             outcome = self.writer.write(current, update)

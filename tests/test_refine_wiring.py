@@ -335,6 +335,7 @@ def test_suggest_mode_records_a_removal_without_applying_it(library_index: Path,
     (outcome,) = _run(index_path, [photo], tagger, writer, "suggest")
     assert outcome.suggested_removals == ["rocket"] and not outcome.removed
     assert {"mittens", "rocket", "cat"} <= set(subject(photo))  # nothing taken off
+    assert tagd_namespace(photo)["SuggestedRemovals"] == ["rocket"]  # other tools can see it too
     tags = _indexed(index_path, photo)
     assert (tags["rocket"].source, tags["rocket"].state) == ("user", "suggested-removal")
     assert tags["mittens"].state == "kept"

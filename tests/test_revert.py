@@ -66,6 +66,19 @@ def test_revert_keeps_the_users_later_edits(writer, jpeg: Path) -> None:
     assert writer.read(jpeg).keywords == ["holiday", "Mittens"]
 
 
+def test_revert_keeps_a_keyword_added_between_two_tagd_writes(writer, jpeg: Path) -> None:
+    """The originals are from before tagd's first write; restoring them exactly would drop a
+    keyword the user added after it, once tagd has written again (it is then in `written`)."""
+    exiftool_write(jpeg, "-XMP-dc:Subject=holiday")
+    tag_round(writer, jpeg, [("cat", 0.9)], "m@1")
+    exiftool_write(jpeg, "-XMP-dc:Subject=holiday", "-XMP-dc:Subject=cat", "-XMP-dc:Subject=Mittens",
+                   "-XMP-lr:HierarchicalSubject=holiday", "-XMP-lr:HierarchicalSubject=animal|cat", "-XMP-lr:HierarchicalSubject=Mittens")
+    tag_round(writer, jpeg, [("cat", 0.9), ("sofa", 0.5)], "m@2")
+    assert set(writer.read(jpeg).keywords) == {"holiday", "cat", "Mittens", "sofa"}
+    writer.revert(jpeg)
+    assert writer.read(jpeg).keywords == ["holiday", "Mittens"]
+
+
 def test_user_deleted_tag_is_never_added_again(writer, jpeg: Path) -> None:
     tag_round(writer, jpeg, [("cat", 0.9), ("animal", 0.95)], "m@1")
     exiftool_write(jpeg, "-XMP-dc:Subject=cat", "-XMP-lr:HierarchicalSubject=animal|cat")  # user removes "animal"

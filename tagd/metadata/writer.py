@@ -95,6 +95,7 @@ class KeywordUpdate:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    suggested_removals: list[str] = field(default_factory=list)  # suggest mode: recorded, not applied
     model_version: str | None = None
 
 
@@ -179,6 +180,7 @@ class MetadataWriter:
             added=[k for k in update.added if k in final],
             removed=list(update.removed),
             rejected=list(update.rejected),
+            suggested_removals=[k for k in update.suggested_removals if k in final],
             written=final,
             originals=previous.originals if previous else dict(current.fields.present),
             created_sidecar=previous.created_sidecar if previous else (current.in_sidecar and current.stat is None),
@@ -197,17 +199,22 @@ class MetadataWriter:
         prov = current.provenance
         if prov is None:
             return WriteOutcome(current.photo, current.target, False, current.keywords, "nothing to revert: tagd never wrote here")
-        if set(current.keywords) == set(prov.written):
+        added = set(prov.added)
+        users = unique([*(k for k in current.keywords if k not in added), *prov.removed])
+        created = prov.created_sidecar and current.in_sidecar
+        before_tagd = current.file_keywords if created else mwg_keywords(
+            FieldValues({k: v for k, v in prov.originals.items() if v is not None}))
+        # Exact restore only if it loses nothing: keywords the user added between two tagd
+        # writes (and tagd later removed, in full mode) are not in the originals.
+        if set(current.keywords) == set(prov.written) and set(users) == set(before_tagd):
             # Untouched since tagd's last write: every field back exactly as it was.
-            if prov.created_sidecar and current.in_sidecar:
+            if created:
                 self._remove_sidecar(current)
                 return WriteOutcome(current.photo, current.target, True, current.file_keywords, "removed the sidecar tagd created")
             values = {short: prov.originals.get(short) for short in set(FIELDS) if short in prov.originals or short in current.fields.present}
         else:
             # The user edited keywords after tagd: keep their edits, undo only tagd's own.
-            added = set(prov.added)
-            final = unique([*(k for k in current.keywords if k not in added), *prov.removed])
-            values = self._field_values(current, final, {})
+            values = self._field_values(current, users, {})
         self._apply(current, values, None)
         restored = mwg_keywords(FieldValues({k: v for k, v in values.items() if v is not None}))
         return WriteOutcome(current.photo, current.target, True, restored, "reverted")
