@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
-from tagd.refine import LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
+from tagd.refine import PIPELINE, LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
 from tagd.tagger import Tagger, TagResult
 from tagd.vocab import ScoredTag, Vocabulary
 
@@ -115,7 +115,7 @@ class Pipeline:
         self.mode: Mode = mode
         self.window = window
         self.record_batch = record_batch
-        self.params = RefineParams(k=max(1, neighbours), max_added=tagger.max_tags)
+        self.params = replace(PIPELINE, k=max(1, neighbours), max_added=tagger.max_tags)
         self.library: Library | None = None
         if index is not None:
             self.library = Library(index, k=neighbours, near_duplicate=self.params.near_duplicate)
