@@ -30,6 +30,7 @@ Results are also written to bench/RESULTS.md (--results to change, --no-results 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -374,14 +375,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     parser.add_argument("--no-results", action="store_true")
+    parser.add_argument("--workdir", type=Path, help="work here and keep it (logs, indexes) instead of a temp dir")
     parser.add_argument("--skip", nargs="*", default=[], choices=("scan", "daemon", "idle"))
     args = parser.parse_args(argv)
 
     from tagd.model import Model
 
     started = datetime.now(timezone.utc).replace(microsecond=0)
-    with tempfile.TemporaryDirectory(prefix="tagd-e2e-") as scratch_name:
-        scratch = Path(scratch_name)
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=False)
+            scratch = args.workdir
+        else:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tagd-e2e-")))
         total = args.n + args.burst + args.latency
         photos = prepare_photos(args.photos or scratch / "photos", total, args.seed)
         base, burst = photos[: args.n], photos[args.n: args.n + args.burst]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from tagd.metadata import MetadataWriter, WriteError
 from tagd.metadata.containers import inspect
-from tagd.metadata.writer import _single_image
+from tagd.metadata.containers import metadata_stub
 
 # piexif packs IFD values at odd offsets: exiftool's validation counts a warning for each.
 _EXIF = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Cam", piexif.ImageIFD.Model: b"Model X",
@@ -48,10 +48,57 @@ def test_new_validation_warnings_refused(writer: MetadataWriter, real_photo_dir:
     temp.write_bytes(warned)
     before, after = inspect(clean, ".jpg"), inspect(warned, ".jpg")
     assert before.payload == after.payload  # only the metadata differs
-    assert _single_image(before.payload) == (not trailer)  # the path under test: stubs or whole files
+    assert (metadata_stub(clean, before) is None) == bool(trailer)  # the path under test: stubs or whole files
     with pytest.raises(WriteError, match="new validation warnings"):
         writer._metadata_records(original, clean, warned, before, after, temp)
     # The other way round (the edit removes warnings) is fine, and so is no change at all.
     writer._metadata_records(temp, warned, clean, after, before, original)
     writer._metadata_records(original, clean, clean, before, before, original)
     assert sorted(tmp_path.iterdir()) == [original, temp]  # the stubs live elsewhere and are gone
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    import struct
+
+    pos, kinds = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kinds.append(data[pos + 4:pos + 8])
+        pos += 12 + length
+    return kinds
+
+
+def test_png_stub_keeps_every_chunk_but_the_image_data_and_puts_it_back(real_photo_dir: Path) -> None:
+    from tagd.metadata.containers import png_stub, png_unstub
+
+    out = io.BytesIO()
+    with Image.open(real_photo_dir / "chelsea.jpg") as im:
+        im.save(out, "PNG", compress_level=1, exif=_EXIF)  # Pillow splits IDAT into 64 kB chunks
+    data = out.getvalue()
+    assert _png_chunks(data).count(b"IDAT") > 1
+    stub, run = png_stub(data)
+    assert _png_chunks(stub).count(b"IDAT") == 1 and len(stub) < 2000
+    assert [k for k in _png_chunks(stub) if k != b"IDAT"] == [k for k in _png_chunks(data) if k != b"IDAT"]
+    assert png_unstub(stub, run) == data
+    assert inspect(stub, ".png").payload == b""
+    with pytest.raises(Exception, match="placeholder"):
+        png_unstub(data, run)  # no placeholder to fill
+
+
+def test_png_whose_image_data_is_split_is_not_cut(real_photo_dir: Path) -> None:
+    import struct
+    import zlib
+
+    from tagd.metadata.containers import StructureError, png_stub
+
+    out = io.BytesIO()
+    with Image.open(real_photo_dir / "chelsea.jpg") as im:
+        im.save(out, "PNG", compress_level=1)
+    data = out.getvalue()
+    first_idat = data.find(b"IDAT") - 4
+    second_idat = data.find(b"IDAT", first_idat + 8) - 4
+    text = b"Comment\x00between"
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    split = data[:second_idat] + chunk + data[second_idat:]
+    with pytest.raises(StructureError, match="not consecutive"):
+        png_stub(split)
