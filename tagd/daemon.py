@@ -70,8 +70,28 @@ class WorkQueue:
             return out
 
 
+def bound_malloc() -> None:
+    """Keep a long-running tagd's memory close to what it uses (glibc only; elsewhere nothing).
+
+    glibc gives every thread that allocates its own arena (up to 8 per core) and, after a large
+    block is freed, raises its mmap threshold up to 32 MB, so later buffers of a few MB (a
+    decoded PNG, a file read for verification) land in arenas that keep the memory. Two arenas
+    and a fixed 1 MB threshold hand large buffers back to the kernel when they are freed:
+    measured on a 300-photo burst with 12 MP PNGs in it, peak RSS 666 -> 564 MB, same speed.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class Daemon:
     def __init__(self, settings: Settings, roots: list[Path] | None = None, config_path: Path | None = None) -> None:
+        bound_malloc()  # before any worker thread exists
         self.settings = settings
         self.config_path = config_path
         self.cli_roots = [Path(os.path.abspath(r)) for r in roots] if roots else None

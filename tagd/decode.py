@@ -8,6 +8,7 @@ of a full decode. Pillow's decompression-bomb guard stays on and its warning is 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -64,13 +65,30 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
         raise ReadError(path, "cannot decode: out of memory") from None
 
 
+# Formats without draft mode (PNG, TIFF, WebP) decode at full size: ~50 MB for 12 MP. One such
+# decode at a time keeps a burst of them from multiplying the daemon's peak memory; JPEGs
+# (draft-decoded, a few MB) never wait.
+FULL_DECODE_PIXELS = 4_000_000
+_full_decode = threading.BoundedSemaphore(1)
+
+
 def _to_model_input(im: Image.Image, short_side: int) -> Image.Image:
     orientation = _exif_orientation(im)
     if im.format == "JPEG":
         # DCT scaling never goes below the requested box, so asking for a square of the short
         # side keeps at least `short_side` pixels on both axes whatever the orientation.
         im.draft("RGB", (short_side, short_side))
-    im.load()  # decode now so truncation errors surface here, inside the guard
+        im.load()  # decode now so truncation errors surface here, inside the guard
+        return _resized(im, orientation, short_side)
+    if im.size[0] * im.size[1] < FULL_DECODE_PIXELS:
+        im.load()
+        return _resized(im, orientation, short_side)
+    with _full_decode:
+        im.load()
+        return _resized(im, orientation, short_side)
+
+
+def _resized(im: Image.Image, orientation: int, short_side: int) -> Image.Image:
     if orientation and orientation != 1:
         im = ImageOps.exif_transpose(im)
     if im.mode != "RGB":

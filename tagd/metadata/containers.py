@@ -140,7 +140,9 @@ def _inspect_jpeg(data: bytes) -> Container:
 def _inspect_png(data: bytes) -> Container:
     pos, n = len(PNG_SIGNATURE), len(data)
     packets: list[bytes] = []
-    idat = bytearray()
+    # Views, not slices: the image data of a 12 MP PNG is ~20 MB and is copied once, when joined.
+    view = memoryview(data)
+    idat: list[memoryview] = []
     first = True
     while True:
         if pos + 8 > n:
@@ -149,18 +151,18 @@ def _inspect_png(data: bytes) -> Container:
         end = pos + 12 + length
         if end > n:
             raise StructureError(f"truncated PNG: chunk {kind!r} runs past the end of the file")
-        body = data[pos + 8:pos + 8 + length]
-        if zlib.crc32(kind + body) != struct.unpack(">I", data[end - 4:end])[0]:
+        body = view[pos + 8:pos + 8 + length]
+        if zlib.crc32(body, zlib.crc32(kind)) != struct.unpack(">I", data[end - 4:end])[0]:
             raise StructureError(f"corrupt PNG: bad CRC in chunk {kind.decode('latin-1')!r}")
         if first and kind != b"IHDR":
             raise StructureError("corrupt PNG: first chunk is not IHDR")
         first = False
-        if kind == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\x00"):
-            packets.append(_itxt_text(body))
+        if kind == b"iTXt" and body[:18] == b"XML:com.adobe.xmp\x00":
+            packets.append(_itxt_text(bytes(body)))
         elif kind == b"IDAT":
-            idat += body
+            idat.append(body)
         elif kind == b"IEND":
-            return Container("png", packets, bytes(idat))
+            return Container("png", packets, b"".join(idat))
         pos = end
 
 
