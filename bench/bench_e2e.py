@@ -363,6 +363,17 @@ def machine() -> str:
             f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
+NOTES_MARKER = "<!-- analysis below: kept when the benchmark rewrites this file -->"
+
+
+def write_results(path: Path, generated: str) -> None:
+    """The run's figures, then whatever hand-written analysis the file had below the marker."""
+    notes = ""
+    if path.exists() and NOTES_MARKER in (previous := path.read_text()):
+        notes = "\n" + NOTES_MARKER + previous.split(NOTES_MARKER, 1)[1]
+    path.write_text(generated + notes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=500, help="photos for the floors and the scan (default 500)")
@@ -423,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append(("CPU bound", f"{1000 * cores / cpu_budget:.1f} photos/s", f"{cpu_budget:.0f} ms CPU/photo",
                  f"sum of the three stages' CPU over {cores} cores: no pipeline can beat this"))
     if "scan_ratio_to_floor" in results:
+        results["scan_ratio_to_cpu_bound"] = results["scan_photos_per_s"] * cpu_budget / (1000 * cores)
         rows.append(("scan / slowest floor", f"{results['scan_ratio_to_floor']:.2f}", "", f"slowest floor: {floor.name}"))
+        rows.append(("scan / CPU bound", f"{results['scan_ratio_to_cpu_bound']:.2f}", "", "the stages share the cores"))
     if "burst_s" in results:
         rows += [
             ("daemon burst", f"{results['burst_photos_per_s']:.1f} photos/s", f"{results['burst_s']:.0f} s", f"{len(burst)} photos moved in at once"),
@@ -448,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = "RESULT " + " ".join(f"{k}={fields[k]:.3f}" if k in fields else f"{k}=nan" for k in keys)
     if not args.no_results:
         cmd = "python bench/bench_e2e.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        args.results.write_text("\n".join([
+        write_results(args.results, "\n".join([
             "# tagd end-to-end benchmark", "",
             f"Run {started.isoformat()} with `{cmd.strip()}`: {args.n} photos for the floors and the scan, "
             f"a {args.burst}-photo burst, {args.latency} single photos, {args.idle_files} idle files; "

@@ -77,8 +77,28 @@ class BundleSpec(_Strict):
         return f"{self.name}@{self.model_sha256[:12]}"
 
 
+PACKAGED_BUNDLES = ("default", "int8")  # int8: training/quantize.py's copy of default, ~1.8x faster, -1.2 mAP points
+
+
 def default_bundle_dir() -> Path:
-    return Path(str(resources.files("tagd") / "models" / "default"))
+    return packaged_bundle_dir("default")
+
+
+def packaged_bundle_dir(name: str) -> Path:
+    return Path(str(resources.files("tagd") / "models" / name))
+
+
+def resolve_bundle(path: Path | str | None) -> Path:
+    """A bundle directory; None or a packaged bundle's name ("default", "int8") for the packaged ones.
+
+    A directory of that name in the working directory wins over the packaged bundle.
+    """
+    if path is None or str(path) == "":
+        return default_bundle_dir()
+    path = Path(path)
+    if str(path) in PACKAGED_BUNDLES and not path.is_dir():
+        return packaged_bundle_dir(str(path))
+    return path
 
 
 def load_spec(bundle_dir: Path) -> BundleSpec:
@@ -112,7 +132,7 @@ class Model:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         verify_checksum: bool = True,
     ) -> None:
-        self.bundle_dir = Path(bundle_dir) if bundle_dir else default_bundle_dir()
+        self.bundle_dir = resolve_bundle(bundle_dir)
         self.spec = load_spec(self.bundle_dir)
         onnx_path = self.bundle_dir / self.spec.model_file
         try:

@@ -111,3 +111,33 @@ def test_providers_missing_from_this_build_are_skipped_in_order() -> None:
     assert model.providers[0] == next(p for p in wanted if p in available)
     with pytest.raises(ModelError, match="none of the execution providers"):
         Model(threads=1, providers=["NoSuchExecutionProvider"])
+
+
+def test_packaged_int8_bundle_by_name_tags_like_the_default(model, real_photo_dir: Path) -> None:
+    """model.path = "int8": the packaged quantised copy loads through the same contract and,
+    on a real photo, agrees with the float model on its top tags."""
+    from tagd.decode import load_rgb
+    from tagd.model import packaged_bundle_dir
+
+    int8 = Model("int8", threads=1)
+    assert int8.bundle_dir == packaged_bundle_dir("int8") and int8.version.startswith("efficientnet-lite0-imagenet1k-int8@")
+    views = model.views(load_rgb(real_photo_dir / "chelsea.jpg", model.short_side))
+    p_float, e_float = model.predict(views)
+    p_int8, e_int8 = int8.predict(views)
+    assert set(np.argsort(-p_float.max(0))[:3]) & set(np.argsort(-p_int8.max(0))[:3])
+    cos = (e_float * e_int8).sum(1) / np.linalg.norm(e_float, axis=1) / np.linalg.norm(e_int8, axis=1)
+    assert cos.min() > 0.9, cos
+
+
+def test_int8_bundle_rebuilds_byte_for_byte(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("skimage")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tagd.model import packaged_bundle_dir
+    from training.quantize import quantize
+
+    out = quantize(default_bundle_dir(), tmp_path / "int8")
+    for name in ("model.onnx", "bundle.json", "vocab.json"):
+        assert (out / name).read_bytes() == (packaged_bundle_dir("int8") / name).read_bytes(), name
