@@ -8,7 +8,6 @@ of a full decode. Pillow's decompression-bomb guard stays on and its warning is 
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tagd.errors import ReadError
+from tagd.memory import large_operation
 
 # The guard stays at Pillow's default; we only make sure nobody has turned it off and that
 # the "DecompressionBombWarning" band (between the limit and twice the limit) also refuses.
@@ -65,11 +65,9 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
         raise ReadError(path, "cannot decode: out of memory") from None
 
 
-# Formats without draft mode (PNG, TIFF, WebP) decode at full size: ~50 MB for 12 MP. One such
-# decode at a time keeps a burst of them from multiplying the daemon's peak memory; JPEGs
-# (draft-decoded, a few MB) never wait.
+# Formats without draft mode (PNG, TIFF, WebP) decode at full size: ~50 MB for 12 MP, so large
+# ones take tagd.memory's lock; JPEGs (draft-decoded, a few MB) never wait.
 FULL_DECODE_PIXELS = 4_000_000
-_full_decode = threading.BoundedSemaphore(1)
 
 
 def _to_model_input(im: Image.Image, short_side: int) -> Image.Image:
@@ -83,7 +81,7 @@ def _to_model_input(im: Image.Image, short_side: int) -> Image.Image:
     if im.size[0] * im.size[1] < FULL_DECODE_PIXELS:
         im.load()
         return _resized(im, orientation, short_side)
-    with _full_decode:
+    with large_operation:
         im.load()
         return _resized(im, orientation, short_side)
 

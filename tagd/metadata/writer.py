@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tagd.errors import TagdError
+from tagd.memory import large_operation
 from tagd.metadata.containers import (
     Container, StructureError, inspect, metadata_stub, png_stub, png_unstub, sniff,
 )
@@ -253,7 +254,7 @@ class MetadataWriter:
         if current.structure_warnings:
             raise WriteError(target, f"damaged metadata ({current.structure_warnings[0]}); not rewritten")
         large = not creating and current.stat is not None and current.stat.st_size >= LARGE_FILE_BYTES
-        with _large_write if large else contextlib.nullcontext():
+        with large_operation if large else contextlib.nullcontext():
             return self._apply_locked(current, values, provenance, creating)
 
     def _apply_locked(self, current: PhotoKeywords, values: dict[str, list[str] | None],
@@ -528,9 +529,8 @@ def _changed(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 # The safe write holds a file several times over (original, temp, their image data): ~100 MB
-# for a 20 MB PNG or TIFF. One such write at a time bounds the writer threads' peak memory.
+# for a 20 MB PNG or TIFF, so large files take tagd.memory's lock.
 LARGE_FILE_BYTES = 8 << 20
-_large_write = threading.Lock()
 
 _VALIDATE_ARGS = ["-G1", "-n", "-validate", "-ExifTool:Validate", "-ExifTool:Warning"]
 _ALL_ARGS = ["-a", "-G1", "-n", "-struct", "-all", "--System:all", "--File:all"]

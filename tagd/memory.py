@@ -1,0 +1,14 @@
+"""One lock for the few operations that hold a whole large photo in memory at once.
+
+A 12 MP PNG or TIFF decoded at full size (no JPEG draft mode for them) takes ~50 MB; the
+verified write of a 20 MB file holds it several times over (~100 MB). Several of these at
+once, in the decode and writer threads, would multiply the daemon's peak memory during a
+burst; run one at a time, they cost a little throughput on rare files and bound the peak.
+JPEGs (draft-decoded, a few MB) and small files never take the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+large_operation = threading.Lock()
