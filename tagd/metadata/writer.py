@@ -23,7 +23,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from tagd.errors import TagdError
 from tagd.memory import large_operation
@@ -305,36 +305,31 @@ class MetadataWriter:
             stub, idat_run = png_stub(data)
         except StructureError:
             return False
-        stub_in, stub_out = self._temp_name(target, ".png"), self._temp_name(target, ".png")
-        try:
-            stub_in.write_bytes(stub)
-            self._exiftool_create(target, stub_out, ["-o", os.path.abspath(stub_out), *args], [stub_in])
-            new = png_unstub(stub_out.read_bytes(), idat_run)
-        except StructureError as exc:
-            raise WriteError(target, exc.reason) from None
-        finally:
-            _unlink_quietly(stub_in)
-            _unlink_quietly(stub_out)
-        with open(temp, "xb") as fh:
-            fh.write(new)
+        self._edit_apart(target, temp, args, stub, ".png", lambda out: png_unstub(out, idat_run))
         return True
 
     def _write_webp(self, target: Path, data: bytes, temp: Path, args: list[str]) -> None:
         """exiftool edits the XMP as a standalone packet; webp.set_xmp swaps the chunk."""
         packets = inspect(data, target.suffix).xmp_packets
-        xmp_in, xmp_out = self._temp_name(target, ".xmp"), self._temp_name(target, ".xmp")
+        self._edit_apart(target, temp, args, packets[0] if packets else None, ".xmp", lambda out: set_xmp(data, out))
+
+    def _edit_apart(self, target: Path, temp: Path, args: list[str], piece: bytes | None, suffix: str,
+                    put_back: Callable[[bytes], bytes]) -> None:
+        """exiftool edits `piece`, a part of the file (None: a new one), as a file of its own;
+        `put_back` makes the whole new file from what exiftool wrote, into `temp`."""
+        piece_in, piece_out = self._temp_name(target, suffix), self._temp_name(target, suffix)
         try:
-            if packets:
-                xmp_in.write_bytes(packets[0])
-                self._exiftool_create(target, xmp_out, ["-o", os.path.abspath(xmp_out), *args], [xmp_in])
+            if piece is not None:
+                piece_in.write_bytes(piece)
+                self._exiftool_create(target, piece_out, ["-o", os.path.abspath(piece_out), *args], [piece_in])
             else:
-                self._exiftool_create(target, xmp_out, args, [])
-            new = set_xmp(data, xmp_out.read_bytes())
+                self._exiftool_create(target, piece_out, args, [])
+            new = put_back(piece_out.read_bytes())
         except StructureError as exc:
             raise WriteError(target, exc.reason) from None
         finally:
-            _unlink_quietly(xmp_in)
-            _unlink_quietly(xmp_out)
+            _unlink_quietly(piece_in)
+            _unlink_quietly(piece_out)
         with open(temp, "xb") as fh:
             fh.write(new)
 
