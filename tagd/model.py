@@ -228,6 +228,10 @@ def _make_session(onnx_bytes: bytes, threads: int, providers: Sequence[str], whe
     if threads > 0:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # The memory pattern pre-plans one block per input shape; off, the arena reuses buffers
+    # across nodes: measured on this model, 164 vs 203 MB at 6 views, 211 vs 307 MB at 12, same
+    # speed (299 vs 293 views/s).
+    options.enable_mem_pattern = False
     # Decoding threads share the cores with inference: idle ORT workers must not spin.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     available = set(ort.get_available_providers())
