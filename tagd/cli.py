@@ -129,15 +129,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
     started = time.monotonic()
     for result in tagger.tag_paths(expand_paths(args.paths)):
         done += 1
-        if not result.ok:
-            failed += 1
-            log.warning("%s: %s", result.path, result.error)
+        failed += _counted_failure(result)
         if args.json:
-            record = {
-                "path": str(result.path),
-                "tags": _tags_json(result.tags),
-                "error": result.error,
-            }
+            record = _json_record(result)
             if args.suggestions:
                 record["suggestions"] = _tags_json(result.suggestions)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -145,11 +139,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
             out.write(_table_row(result, args.suggestions) + "\n")
         out.flush()
     elapsed = time.monotonic() - started
-    if done == 0:
-        print("tagd tag: no photos found", file=sys.stderr)
-        return EXIT_FAILED
-    log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
-    return EXIT_FAILED if failed else EXIT_OK
+    if done:
+        log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
+    return _exit_status("tag", done, failed)
 
 
 def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
@@ -171,11 +163,21 @@ def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  
     finally:
         index.close()
         writer.exiftool.close()
-    if done == 0:
-        print("tagd tag: no photos found", file=sys.stderr)
-        return EXIT_FAILED
-    log.info("%d photos, %d written, %d failed", done, changed, failed)
-    return EXIT_FAILED if failed else EXIT_OK
+    if done:
+        log.info("%d photos, %d written, %d failed", done, changed, failed)
+    return _exit_status("tag", done, failed)
+
+
+def _counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
+    """1 (and a warning) for a photo that failed, else 0."""
+    if item.ok:
+        return 0
+    log.warning("%s: %s", item.path, item.error)
+    return 1
+
+
+def _json_record(item) -> dict:  # noqa: ANN001 - TagResult or PhotoOutcome
+    return {"path": str(item.path), "tags": _tags_json(item.tags), "error": item.error}
 
 
 def _tags_json(tags) -> list[dict]:  # noqa: ANN001 - ScoredTag, imported lazily
@@ -187,14 +189,10 @@ def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:
     for outcome in outcomes:
         done += 1
         changed += outcome.changed
-        if not outcome.ok:
-            failed += 1
-            log.warning("%s: %s", outcome.path, outcome.error)
+        failed += _counted_failure(outcome)
         if args.json:
             record = {
-                "path": str(outcome.path),
-                "tags": _tags_json(outcome.tags),
-                "error": outcome.error,
+                **_json_record(outcome),
                 "written": str(outcome.target) if outcome.changed else None,
                 "keywords": outcome.keywords,
                 "added": outcome.added,
@@ -307,8 +305,13 @@ def cmd_revert(args: argparse.Namespace) -> int:
             print(f"{path}\tERROR {exc.reason}")
             continue
         print(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}")
+    return _exit_status("revert", done, failed)
+
+
+def _exit_status(command: str, done: int, failed: int) -> int:
+    """No photo at all is a failure with its own message; otherwise any failed photo is."""
     if done == 0:
-        print("tagd revert: no photos found", file=sys.stderr)
+        print(f"tagd {command}: no photos found", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_FAILED if failed else EXIT_OK
 

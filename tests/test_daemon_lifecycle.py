@@ -91,34 +91,30 @@ def test_drop_rename_move_delete_modify_then_restart(real_photo_dir: Path, tmp_p
         assert "cat" in cat, cat  # the real model really ran
         rows = index_rows(db)
 
+        def same_row(old: Path, new: Path, first: Path, what: str) -> None:
+            """`new` is in the index as the row `first` had, not re-tagged, and `old` is gone."""
+            daemon.wait_for(lambda: str(new) in index_rows(db), 30, what)
+            after = index_rows(db)
+            assert str(old) not in after
+            assert after[str(new)]["id"] == rows[str(first)]["id"]
+            assert after[str(new)]["tagged_at"] == rows[str(first)]["tagged_at"]
+
         # -- rename: the same row, not re-tagged -------------------------------------------------
         espresso = root / "espresso.jpg"
         os.rename(root / "coffee.jpg", espresso)
-        daemon.wait_for(lambda: str(espresso) in index_rows(db), 30, "the rename in the index")
-        after = index_rows(db)
-        assert str(root / "coffee.jpg") not in after
-        assert after[str(espresso)]["id"] == rows[str(root / "coffee.jpg")]["id"]
-        assert after[str(espresso)]["tagged_at"] == rows[str(root / "coffee.jpg")]["tagged_at"]
+        same_row(root / "coffee.jpg", espresso, root / "coffee.jpg", "the rename in the index")
         daemon.wait_log(rf"^INFO {re.escape(str(espresso))}: moved from ")
 
         # -- move into a subfolder: the same row, not re-tagged ------------------------------------
         moved = sub / "rocket.jpg"
         os.rename(root / "rocket.jpg", moved)
-        daemon.wait_for(lambda: str(moved) in index_rows(db), 30, "the move in the index")
-        after = index_rows(db)
-        assert str(root / "rocket.jpg") not in after
-        assert after[str(moved)]["id"] == rows[str(root / "rocket.jpg")]["id"]
-        assert after[str(moved)]["tagged_at"] == rows[str(root / "rocket.jpg")]["tagged_at"]
+        same_row(root / "rocket.jpg", moved, root / "rocket.jpg", "the move in the index")
         daemon.wait_log(rf"^INFO {re.escape(str(moved))}: moved from ")
 
         # -- a whole folder renamed: the same row, not re-tagged -----------------------------------
         os.rename(sub, root / "2024" / "liftoff")
         moved = root / "2024" / "liftoff" / "rocket.jpg"
-        daemon.wait_for(lambda: str(moved) in index_rows(db), 30, "the folder rename in the index")
-        after = index_rows(db)
-        assert str(sub / "rocket.jpg") not in after
-        assert after[str(moved)]["id"] == rows[str(root / "rocket.jpg")]["id"]
-        assert after[str(moved)]["tagged_at"] == rows[str(root / "rocket.jpg")]["tagged_at"]
+        same_row(sub / "rocket.jpg", moved, root / "rocket.jpg", "the folder rename in the index")
 
         # -- delete: the row stays (for revert), marked gone ---------------------------------------
         os.unlink(root / "chelsea.jpg")

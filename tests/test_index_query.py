@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from query_strategies import FACETS, query_trees
 from tagd.index.errors import QueryError
 from tagd.index.query import (
     FIELDS,
     SOURCES,
     STATES,
-    STATUSES,
     And,
     Camera,
     Everything,
@@ -203,28 +203,11 @@ LEAVES = st.one_of(
     takens(),
     VALUES.map(PathGlob),
     VALUES.filter(lambda v: bool(tag_key(v))).map(Camera),
-    st.sampled_from(STATUSES).map(Status),
-    st.sampled_from(SOURCES).map(Source),
-    st.sampled_from(STATES).map(State),
+    *FACETS,
 )
 
 
-def _combine(kind: type, children: list) -> object:
-    flat = []
-    for child in children:
-        flat.extend(child.children if isinstance(child, kind) else (child,))
-    return kind(tuple(flat))
-
-
-TREES = st.recursive(
-    LEAVES,
-    lambda inner: st.one_of(
-        inner.map(Not),
-        st.lists(inner, min_size=2, max_size=3).map(lambda cs: _combine(And, cs)),
-        st.lists(inner, min_size=2, max_size=3).map(lambda cs: _combine(Or, cs)),
-    ),
-    max_leaves=8,
-)
+TREES = query_trees(LEAVES, max_leaves=8)
 
 
 @given(TREES)

@@ -22,6 +22,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from query_strategies import FACETS, query_trees
 from tagd.index import search as engine
 from tagd.index.db import Index, IndexedTag, PhotoRecord
 from tagd.index.query import (
@@ -315,28 +316,11 @@ LEAVES = st.one_of(
     date_terms(),
     st.sampled_from(["Pictures/2024/*", "/home/me", "2024", "[x]", "*.jpg", "q?.jpg", "ü", "*star*", "/mnt/photos/x\udcff.jpg", "p/?.jpg"]).map(PathGlob),
     st.sampled_from(["pixel", "PIXEL 8", "canon eos", "ünï", "'; drop"]).map(Camera),
-    st.sampled_from(STATUSES).map(Status),
-    st.sampled_from(SOURCES).map(Source),
-    st.sampled_from(STATES).map(State),
+    *FACETS,
 )
 
 
-def _combine(kind: type, children: list) -> object:
-    flat = []
-    for child in children:
-        flat.extend(child.children if isinstance(child, kind) else (child,))
-    return kind(tuple(flat))
-
-
-QUERIES = st.recursive(
-    LEAVES,
-    lambda inner: st.one_of(
-        inner.map(Not),
-        st.lists(inner, min_size=2, max_size=3).map(lambda cs: _combine(And, cs)),
-        st.lists(inner, min_size=2, max_size=3).map(lambda cs: _combine(Or, cs)),
-    ),
-    max_leaves=6,
-) | st.just(Everything())
+QUERIES = query_trees(LEAVES, max_leaves=6) | st.just(Everything())
 
 # Each plan forces one branch of every choice the engine makes, so all of them get checked.
 PLANS = [

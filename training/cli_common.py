@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,11 @@ def setup_logging(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def start(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, float]:
+    """What every training command does first: parse, set up logging, check the device."""
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    check_device(args.device)
+    return args, time.monotonic()

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.adversarial import AdversarialConfig  # noqa: E402
-from training.cli_common import add_sources, check_device, common_options, embed_dataset, load_source, setup_logging  # noqa: E402
+from training.cli_common import add_sources, common_options, embed_dataset, load_source, start  # noqa: E402
 from training.dataset import DatasetError, LabelledSet, fold_assignment  # noqa: E402
 from training.hierarchy import descendants, tag_scores, vocabulary_json  # noqa: E402
 
@@ -148,10 +148,7 @@ def compare_default(data: LabelledSet, views: np.ndarray, labels: np.ndarray, fo
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    check_device(args.device)
-    started = time.monotonic()
+    args, started = start(build_parser(), argv)
     try:
         data = load_source(args)
         data, views = embed_dataset(data, args)

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.cli_common import add_sources, check_device, common_options, embed_dataset, load_source, setup_logging  # noqa: E402
+from training.cli_common import add_sources, common_options, embed_dataset, load_source, start  # noqa: E402
 from training.dataset import DatasetError, Split, group_split, random_split  # noqa: E402
 
 
@@ -99,10 +99,7 @@ def choose_split(data, args: argparse.Namespace) -> tuple[Split, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    check_device(args.device)
-    started = time.monotonic()
+    args, started = start(build_parser(), argv)
     try:
         return _run(args, started)
     except DatasetError as exc:
