@@ -54,7 +54,7 @@ FAILURES = ["cannot decode: image file is truncated", "not an image", "zero byte
 
 
 def load_vocabulary() -> list[tuple[str, list[str], list[str]]]:
-    raw = json.loads((REPO / "tagd" / "models" / "default" / "vocab.json").read_text())
+    raw = json.loads((REPO / "tagd" / "models" / "float" / "vocab.json").read_text())
     return [(t["name"], t.get("parents", []), t.get("synonyms", [])) for t in raw["tags"]]
 
 

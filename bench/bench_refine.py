@@ -41,7 +41,7 @@ PRIVATE = ["mittens", "grandma", "lisbon 2023", "first day of school", "the old 
 
 
 def vocabulary() -> tuple[list[tuple[str, list[str], list[str]]], list[float]]:
-    raw = json.loads((REPO / "tagd" / "models" / "default" / "vocab.json").read_text())
+    raw = json.loads((REPO / "tagd" / "models" / "float" / "vocab.json").read_text())
     return [(t["name"], t.get("parents", []), t.get("synonyms", [])) for t in raw["tags"]], [t["threshold"] for t in raw["tags"]]
 
 

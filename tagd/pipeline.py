@@ -58,7 +58,10 @@ class PhotoOutcome:
 def make_tagger(settings: "Settings", *, model_path: Path | None = None, threads: int | None = None,
                 batch_size: int | None = None) -> Tagger:
     """The model and tagger the configuration describes (command-line overrides win)."""
+    from tagd.cpu import single_threaded_blas
     from tagd.model import Model
+
+    single_threaded_blas()
 
     m = settings.model
     model = Model(model_path or m.path, threads=m.threads if threads is None else threads, providers=m.providers)

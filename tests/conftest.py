@@ -63,9 +63,18 @@ def photos(real_photo_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model():
+    """The model tagd runs by default (the packaged int8 bundle)."""
     from tagd.model import Model
 
     return Model(threads=2)
+
+
+@pytest.fixture(scope="session")
+def float_model():
+    """The packaged float bundle: the export of the PyTorch weights the int8 copy comes from."""
+    from tagd.model import Model
+
+    return Model("float", threads=2)
 
 
 @pytest.fixture(scope="session")

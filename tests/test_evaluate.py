@@ -57,3 +57,13 @@ def test_refinement_as_tagd_runs_it_improves_noisy_tags_on_coco128(tagger) -> No
     assert shipped["f1"] >= report["before"]["f1"] + 0.02, (shipped, report["before"])
     assert shipped["removals"] == 0 or shipped["removal_precision"] >= 0.6, shipped
     assert shipped["addition_recall"] >= 0.2, shipped
+
+
+@pytest.mark.skipif(not (COCO128 / "labels.json").is_file(), reason="../shared/data/coco128-dev not present")
+def test_the_int8_default_loses_under_one_point_of_mean_ap(tagger, float_model) -> None:
+    """The rule for shipping the int8 copy as the default (#8): < 1 point of mean AP lost."""
+    from tagd.tagger import Tagger
+
+    assert "int8" in tagger.model.version
+    default, reference = evaluate(COCO128, tagger).mean_ap, evaluate(COCO128, Tagger(float_model)).mean_ap
+    assert reference - default < 0.01, (default, reference)

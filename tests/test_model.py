@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from tagd.errors import ModelError
-from tagd.model import Model, default_bundle_dir, load_spec
+from tagd.model import Model, default_bundle_dir, float_bundle_dir, load_spec
 
 
-def test_packaged_bundle_matches_contract(model) -> None:
+@pytest.mark.parametrize("name", ["int8", "float"])
+def test_packaged_bundles_match_contract(name: str) -> None:
+    model = Model(name, threads=1)
     spec = model.spec
     assert len(spec.labels) == 1000 and spec.embedding_dim == 1280
     assert spec.input.size == (224, 224)
-    assert model.version.startswith("efficientnet-lite0-imagenet1k@")
+    assert model.version.startswith(f"efficientnet-lite0-imagenet1k{'-int8' if name == 'int8' else ''}@")
 
 
 def test_outputs_are_probabilities_and_embeddings(model) -> None:
@@ -113,14 +115,16 @@ def test_providers_missing_from_this_build_are_skipped_in_order() -> None:
         Model(threads=1, providers=["NoSuchExecutionProvider"])
 
 
-def test_packaged_int8_bundle_by_name_tags_like_the_default(model, real_photo_dir: Path) -> None:
-    """model.path = "int8": the packaged quantised copy loads through the same contract and,
-    on a real photo, agrees with the float model on its top tags."""
+def test_packaged_int8_bundle_is_the_default_and_tags_like_the_float_one(float_model, real_photo_dir: Path) -> None:
+    """The packaged quantised copy is what tagd runs unless told otherwise, loads through the
+    same contract and, on a real photo, agrees with the float model on its top tags."""
     from tagd.decode import load_rgb
     from tagd.model import packaged_bundle_dir
 
     int8 = Model("int8", threads=1)
     assert int8.bundle_dir == packaged_bundle_dir("int8") and int8.version.startswith("efficientnet-lite0-imagenet1k-int8@")
+    assert Model(threads=1).version == int8.version
+    model = float_model
     views = model.views(load_rgb(real_photo_dir / "chelsea.jpg", model.short_side))
     p_float, e_float = model.predict(views)
     p_int8, e_int8 = int8.predict(views)
@@ -138,6 +142,6 @@ def test_int8_bundle_rebuilds_byte_for_byte(tmp_path: Path) -> None:
     from tagd.model import packaged_bundle_dir
     from training.quantize import quantize
 
-    out = quantize(default_bundle_dir(), tmp_path / "int8")
+    out = quantize(float_bundle_dir(), tmp_path / "int8")
     for name in ("model.onnx", "bundle.json", "vocab.json"):
         assert (out / name).read_bytes() == (packaged_bundle_dir("int8") / name).read_bytes(), name

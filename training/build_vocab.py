@@ -1,4 +1,4 @@
-"""Build the default model's tag vocabulary (`tagd/models/default/vocab.json`).
+"""Build the default model's tag vocabulary (`tagd/models/float/vocab.json`).
 
     apt-get install wordnet-base          # WordNet 3.0, the version ImageNet's ids refer to
     python training/build_vocab.py
@@ -21,7 +21,7 @@ from training.curation import TAGS, T  # noqa: E402
 from training.wordnet import DEFAULT_WORDNET_DIR, WordNet  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLE_DIR = REPO / "tagd" / "models" / "default"
+BUNDLE_DIR = REPO / "tagd" / "models" / "float"
 
 # A tag's score is a sum of softmax probabilities, and a tag that gathers many classes also
 # gathers more stray mass from photos it does not describe, so the threshold grows slowly

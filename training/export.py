@@ -123,7 +123,7 @@ def write_bundle(
     training: dict,
 ) -> dict:
     """Write, check and move the bundle into `out`; returns the bundle.json contents."""
-    from tagd.model import Model, default_bundle_dir, load_spec
+    from tagd.model import Model, float_bundle_dir, load_spec
     from tagd.tagger import load_vocabulary
 
     out = Path(out)
@@ -137,7 +137,7 @@ def write_bundle(
         d_scores, d_emb = parity(net, onnx_path, probe_views(probe_paths))
         if d_scores >= SCORE_TOLERANCE or d_emb >= EMBEDDING_TOLERANCE:
             raise ExportError(f"ONNX export disagrees with PyTorch: max |scores diff| {d_scores:.2e}, embedding {d_emb:.2e}")
-        base = load_spec(default_bundle_dir())
+        base = load_spec(float_bundle_dir())
         onnx_bytes = onnx_path.read_bytes()
         names = [t.name for t in tags]
         bundle = {

