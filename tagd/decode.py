@@ -94,7 +94,10 @@ def _resized(im: Image.Image, orientation: int, short_side: int) -> Image.Image:
     width, height = im.size
     scale = short_side / min(width, height)
     size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
-    return im.resize(size, RESAMPLE, reducing_gap=None) if size != im.size else im
+    # reducing_gap: a full-size decode (PNG, WebP, TIFF: 12 MP -> 224 px) is first box-reduced by
+    # an integer factor, then filtered: 9 instead of 32 ms, same antialiasing. A draft-decoded
+    # JPEG (~500 px) is too close to the target for that to apply.
+    return im.resize(size, RESAMPLE, reducing_gap=2.0) if size != im.size else im
 
 
 def _flatten_to_rgb(im: Image.Image) -> Image.Image:

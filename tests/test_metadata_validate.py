@@ -102,3 +102,43 @@ def test_png_whose_image_data_is_split_is_not_cut(real_photo_dir: Path) -> None:
     split = data[:second_idat] + chunk + data[second_idat:]
     with pytest.raises(StructureError, match="not consecutive"):
         png_stub(split)
+
+
+def test_jpeg_edit_stub_round_trip_and_refusals(real_photo_dir: Path) -> None:
+    from tagd.metadata.containers import StructureError, jpeg_edit_stub, jpeg_unstub
+
+    data = _with_exif(_jpeg(real_photo_dir))
+    container = inspect(data, ".jpg")
+    stub = inspect(jpeg_edit_stub(data, container), ".jpg")  # a JPEG exiftool will edit
+    edited = jpeg_edit_stub(data, container)
+    assert len(edited) < 2000 and stub.payload is not None and len(stub.payload) < 40
+    assert jpeg_unstub(edited, container.payload) == data
+    for broken in (edited[:-2], edited[:-2] + b"\x00\x00\xff\xd9", edited + b"\xff\xda\x00\x02\xff\xd9"):
+        with pytest.raises(StructureError, match="changed after its metadata"):
+            jpeg_unstub(broken, container.payload)
+
+
+@pytest.mark.parametrize("trailer", [b"", TRAILER], ids=["single-image", "with-trailer"])
+def test_jpeg_keywords_written_through_the_stub_or_whole(writer: MetadataWriter, real_photo_dir: Path, tmp_path: Path,
+                                                         trailer: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single-image JPEG goes through exiftool as a stub; one with a trailer (MPF previews,
+    whose offsets need the whole file) as a whole file. Either way only the keywords change."""
+    import json
+    import subprocess
+
+    from tagd.metadata import KeywordUpdate
+    from tagd.metadata import containers, writer as writer_mod
+
+    unstubbed: list[int] = []
+    real_unstub = containers.jpeg_unstub
+    monkeypatch.setattr(writer_mod, "jpeg_unstub", lambda edited, payload: unstubbed.append(1) or real_unstub(edited, payload))
+    photo = tmp_path / "p.jpg"
+    original = _with_exif(_jpeg(real_photo_dir)) + trailer
+    photo.write_bytes(original)
+    writer.write(writer.read(photo), KeywordUpdate(keywords=["cat", "Lisboa 2023"], added=["cat"], model_version="t@1"))
+    assert len(unstubbed) == (0 if trailer else 1)
+    new = photo.read_bytes()
+    assert inspect(new, ".jpg").payload == inspect(original, ".jpg").payload
+    out = subprocess.run(["exiftool", "-j", "-XMP-dc:Subject", str(photo)], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)[0]["Subject"] == ["cat", "Lisboa 2023"]
+    assert sorted(tmp_path.iterdir()) == [photo]
