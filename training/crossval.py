@@ -101,13 +101,13 @@ def measure(oof: np.ndarray, thresholds: np.ndarray, labels: np.ndarray, folds: 
 
 def compare_default(data: LabelledSet, views: np.ndarray, labels: np.ndarray, folds: np.ndarray,
                     plain: dict, prior, min_pos: int) -> dict | None:
-    from tagd.model import Model
+    from tagd.model import Model, float_bundle_dir
     from tagd.tagger import load_vocabulary
     from tagd.vocab import TagInfo, Vocabulary
     from training.baseline import category_ap, emitted
     from training.evaluate import average_precision as evaluate_ap, category_tags
 
-    default_vocab = load_vocabulary(Model(threads=1))
+    default_vocab = load_vocabulary(Model(float_bundle_dir(), threads=1))
     names = data.tag_names
     mapping = category_tags(names, default_vocab)
     if not any(mapping.values()):
@@ -227,14 +227,14 @@ def report_markdown(data: LabelledSet, args: argparse.Namespace, results: dict, 
     if comparison:
         s = comparison["summary"]
         lines += [
-            f"## Against the packaged default model ({comparison['categories']} categories with >= {args.min_positives} positives, "
+            f"## Against the packaged float model (the backbone heads are trained on) ({comparison['categories']} categories with >= {args.min_positives} positives, "
             f"{comparison['mapped']} of them map to a packaged tag)", "",
             "| model | AP convention | all categories | mapped only | unmapped only |",
             "|---|---|---|---|---|",
-            f"| packaged default | tagd (evaluate.py's own AP) | {s['default_tagd_evaluate_py']['all']:.4f} | {s['default_tagd_evaluate_py']['mapped']:.4f} | {s['default_tagd_evaluate_py']['unmapped']:.4f} |",
-            f"| packaged default | tagd (tie-aware AP) | {s['default_tagd']['all']:.4f} | {s['default_tagd']['mapped']:.4f} | {s['default_tagd']['unmapped']:.4f} |",
+            f"| packaged float | tagd (evaluate.py's own AP) | {s['default_tagd_evaluate_py']['all']:.4f} | {s['default_tagd_evaluate_py']['mapped']:.4f} | {s['default_tagd_evaluate_py']['unmapped']:.4f} |",
+            f"| packaged float | tagd (tie-aware AP) | {s['default_tagd']['all']:.4f} | {s['default_tagd']['mapped']:.4f} | {s['default_tagd']['unmapped']:.4f} |",
             f"| trained head, seed {args.seeds[0]} | tagd (tie-aware AP) | {s['head_tagd']['all']:.4f} | {s['head_tagd']['mapped']:.4f} | {s['head_tagd']['unmapped']:.4f} |",
-            f"| packaged default | full (threshold-free) | {s['default_full']['all']:.4f} | {s['default_full']['mapped']:.4f} | {s['default_full']['unmapped']:.4f} |",
+            f"| packaged float | full (threshold-free) | {s['default_full']['all']:.4f} | {s['default_full']['mapped']:.4f} | {s['default_full']['unmapped']:.4f} |",
             f"| trained head, seed {args.seeds[0]} | full (threshold-free) | {s['head_full']['all']:.4f} | {s['head_full']['mapped']:.4f} | {s['head_full']['unmapped']:.4f} |",
             "",
             "tagd convention: a photo is ranked by the best score among the tags tagd emits for it (tags and suggestions >= 0.01); "

@@ -54,10 +54,11 @@ class Embedder:
         batch_photos: int = 16,
         show_progress: bool = True,
     ) -> None:
-        from tagd.model import Model
+        from tagd.model import Model, float_bundle_dir
 
-        # The packaged bundle defines the preprocessing (and, on CPU, computes the numbers).
-        self.model = Model(threads=threads)
+        # The packaged float bundle defines the preprocessing (and, on CPU, computes the numbers):
+        # heads are trained on, and exported with, the float backbone, not the int8 default.
+        self.model = Model(float_bundle_dir(), threads=threads)
         self.version = self.model.version
         self.device = device
         self.cache_dir = Path(cache_dir) if cache_dir else None

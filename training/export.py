@@ -95,9 +95,9 @@ def probe_views(paths: Sequence[Path], limit: int = 4) -> np.ndarray:
     """Views of a few real photos, preprocessed exactly as tagd does."""
     from tagd.decode import load_rgb
     from tagd.errors import ReadError
-    from tagd.model import Model
+    from tagd.model import Model, float_bundle_dir
 
-    model = Model(threads=1)
+    model = Model(float_bundle_dir(), threads=1)
     views = []
     for path in paths:
         try:

@@ -43,9 +43,9 @@ class FinetuneConfig:
 
 def _views_for_tagd(paths: Sequence[Path]) -> list[np.ndarray]:
     from tagd.decode import load_rgb
-    from tagd.model import Model
+    from tagd.model import Model, float_bundle_dir
 
-    model = Model(threads=1)
+    model = Model(float_bundle_dir(), threads=1)
     return [model.views(load_rgb(p, model.short_side)) for p in paths]
 
 
