@@ -47,7 +47,7 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return _to_model_input(im, short_side)
+                return _to_model_input(im, short_side, st.st_size)
     except ReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -68,14 +68,19 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
 # Formats without draft mode (PNG, TIFF, WebP) decode at full size: ~50 MB for 12 MP, so large
 # ones take tagd.memory's lock; JPEGs (draft-decoded, a few MB) never wait.
 FULL_DECODE_PIXELS = 4_000_000
+MAX_READ_BLOCK = 32 * 1024 * 1024  # a JPEG larger than this is read in blocks of this size
 
 
-def _to_model_input(im: Image.Image, short_side: int) -> Image.Image:
+def _to_model_input(im: Image.Image, short_side: int, size: int = 0) -> Image.Image:
     orientation = _exif_orientation(im)
     if im.format == "JPEG":
         # DCT scaling never goes below the requested box, so asking for a square of the short
         # side keeps at least `short_side` pixels on both axes whatever the orientation.
         im.draft("RGB", (short_side, short_side))
+        # One read and one decoder call for the whole file, not one per 64 kB: the decoder
+        # releases the GIL while it works and must take it back after each call, which costs a
+        # wait whenever the writer or inference threads hold it.
+        im.decodermaxblock = max(im.decodermaxblock, min(size, MAX_READ_BLOCK))
         im.load()  # decode now so truncation errors surface here, inside the guard
         return _resized(im, orientation, short_side)
     if im.size[0] * im.size[1] < FULL_DECODE_PIXELS:

@@ -79,7 +79,7 @@ def test_png_stub_keeps_every_chunk_but_the_image_data_and_puts_it_back(real_pho
     stub, run = png_stub(data)
     assert _png_chunks(stub).count(b"IDAT") == 1 and len(stub) < 2000
     assert [k for k in _png_chunks(stub) if k != b"IDAT"] == [k for k in _png_chunks(data) if k != b"IDAT"]
-    assert png_unstub(stub, run) == data
+    assert b"".join(png_unstub(stub, run)) == data
     assert inspect(stub, ".png").payload == b""
     with pytest.raises(Exception, match="placeholder"):
         png_unstub(data, run)  # no placeholder to fill
@@ -112,7 +112,7 @@ def test_jpeg_edit_stub_round_trip_and_refusals(real_photo_dir: Path) -> None:
     stub = inspect(jpeg_edit_stub(data, container), ".jpg")  # a JPEG exiftool will edit
     edited = jpeg_edit_stub(data, container)
     assert len(edited) < 2000 and stub.payload is not None and len(stub.payload) < 40
-    assert jpeg_unstub(edited, container.payload) == data
+    assert b"".join(jpeg_unstub(edited, container.payload)) == data
     for broken in (edited[:-2], edited[:-2] + b"\x00\x00\xff\xd9", edited + b"\xff\xda\x00\x02\xff\xd9"):
         with pytest.raises(StructureError, match="changed after its metadata"):
             jpeg_unstub(broken, container.payload)
@@ -142,3 +142,19 @@ def test_jpeg_keywords_written_through_the_stub_or_whole(writer: MetadataWriter,
     out = subprocess.run(["exiftool", "-j", "-XMP-dc:Subject", str(photo)], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)[0]["Subject"] == ["cat", "Lisboa 2023"]
     assert sorted(tmp_path.iterdir()) == [photo]
+
+
+def test_single_image_check_agrees_with_a_plain_search() -> None:
+    """containers.single_image scans with numpy (no GIL held); it must say exactly what
+    "the first 0xFFD9 is the last two bytes" says, on payloads full of 0xFF and 0xD9."""
+    from hypothesis import given, settings, strategies as st
+
+    from tagd.metadata.containers import Container, single_image
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.lists(st.sampled_from([0xFF, 0xD9, 0x00, 0xDA, 0x12]), min_size=2, max_size=40))
+    def agree(body: list[int]) -> None:
+        payload = bytes(body)
+        assert single_image(Container("jpeg", [], payload)) == (payload.find(b"\xff\xd9") == len(payload) - 2)
+
+    agree()

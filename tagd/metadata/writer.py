@@ -23,7 +23,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 from tagd.errors import TagdError
 from tagd.memory import large_operation
@@ -322,12 +322,12 @@ class MetadataWriter:
     def _write_webp(self, target: Path, data: bytes, temp: Path, args: list[str]) -> None:
         """exiftool edits the XMP as a standalone packet; webp.set_xmp swaps the chunk."""
         packets = inspect(data, target.suffix).xmp_packets
-        self._edit_apart(target, temp, args, packets[0] if packets else None, ".xmp", lambda out: set_xmp(data, out))
+        self._edit_apart(target, temp, args, packets[0] if packets else None, ".xmp", lambda out: [set_xmp(data, out)])
 
     def _edit_apart(self, target: Path, temp: Path, args: list[str], piece: bytes | None, suffix: str,
-                    put_back: Callable[[bytes], bytes]) -> None:
+                    put_back: Callable[[bytes], Sequence[bytes | memoryview]]) -> None:
         """exiftool edits `piece`, a part of the file (None: a new one), as a file of its own;
-        `put_back` makes the whole new file from what exiftool wrote, into `temp`."""
+        `put_back` gives the whole new file's parts from what exiftool wrote; they go into `temp`."""
         piece_in, piece_out = self._temp_name(target, suffix), self._temp_name(target, suffix)
         try:
             if piece is not None:
@@ -342,7 +342,8 @@ class MetadataWriter:
             _unlink_quietly(piece_in)
             _unlink_quietly(piece_out)
         with open(temp, "xb") as fh:
-            fh.write(new)
+            for part in new:
+                fh.write(part)
 
     def _precheck(self, target: Path, seen: os.stat_result) -> tuple[bytes, Container]:
         try:
