@@ -68,7 +68,7 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
 # Formats without draft mode (PNG, TIFF, WebP) decode at full size: ~50 MB for 12 MP, so large
 # ones take tagd.memory's lock; JPEGs (draft-decoded, a few MB) never wait.
 FULL_DECODE_PIXELS = 4_000_000
-MAX_READ_BLOCK = 32 * 1024 * 1024  # a JPEG larger than this is read in blocks of this size
+MAX_READ_BLOCK = 8 * 1024 * 1024  # a JPEG larger than this is read in blocks of this size
 
 
 def _to_model_input(im: Image.Image, short_side: int, size: int = 0) -> Image.Image:
@@ -101,7 +101,7 @@ def _resized(im: Image.Image, orientation: int, short_side: int) -> Image.Image:
     size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
     # reducing_gap: a full-size decode (PNG, WebP, TIFF: 12 MP -> 224 px) is first box-reduced by
     # an integer factor, then filtered: 9 instead of 32 ms, same antialiasing. A draft-decoded
-    # JPEG (~500 px) is too close to the target for that to apply.
+    # JPEG up to ~20 MP (<= 500 px after 1/8 scaling) is too close to the target for it to apply.
     return im.resize(size, RESAMPLE, reducing_gap=2.0) if size != im.size else im
 
 

@@ -25,6 +25,7 @@ from tagd.vocab import ScoredTag, Vocabulary
 log = logging.getLogger(__name__)
 
 LOOKAHEAD_PER_WORKER = 8  # photos each decode worker may run ahead of inference (see tag_paths)
+MAX_LOOKAHEAD = 32  # ... and all of them together, whatever the core count (~60 MB of views)
 
 PHOTO_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif",
@@ -69,7 +70,7 @@ class Tagger:
         # order, so a slow decode (a 12 MP PNG: 0.3 s) holds the queue; the other workers keep
         # decoding up to this many ahead meanwhile. Measured on the mixed 500-photo benchmark:
         # a window of 4 left 10 % of the CPU idle around such photos; 16 gave +5 % photos/s.
-        window = max(self.batch_size * 2, LOOKAHEAD_PER_WORKER * self.decode_workers)
+        window = max(self.batch_size * 2, min(LOOKAHEAD_PER_WORKER * self.decode_workers, MAX_LOOKAHEAD))
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="tagd-decode") as pool:
             pending: deque[tuple[Path, Future]] = deque()
             # Entries in input order: a decoded array, or the reason decoding failed.

@@ -158,3 +158,38 @@ def test_single_image_check_agrees_with_a_plain_search() -> None:
         assert single_image(Container("jpeg", [], payload)) == (payload.find(b"\xff\xd9") == len(payload) - 2)
 
     agree()
+
+
+def test_jpeg_whose_metadata_holds_sos_bytes_goes_through_the_stub(writer: MetadataWriter, real_photo_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """Most camera JPEGs carry an EXIF thumbnail, itself a JPEG with its own start-of-scan
+    marker; a comment (or an ICC profile, a digest) may hold the bytes FF DA too. The stub is
+    cut where the segments say the scan starts, so these write, thumbnail intact."""
+    import json
+    import subprocess
+
+    from tagd.metadata import KeywordUpdate
+
+    thumb = tmp_path / "thumb.jpg"
+    with Image.open(real_photo_dir / "chelsea.jpg") as im:
+        im.convert("RGB").resize((160, 120)).save(thumb, quality=80)
+    photo = tmp_path / "p.jpg"
+    data = _jpeg(real_photo_dir)
+    comment = b"note \xff\xda inside"
+    photo.write_bytes(data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:])
+    subprocess.run(["exiftool", "-q", "-overwrite_original", f"-ThumbnailImage<={thumb}", str(photo)], check=True)
+    thumb.unlink()
+    original = photo.read_bytes()
+    head = original[: len(original) - len(inspect(original, ".jpg").payload)]
+    assert head.count(b"\xff\xda") >= 2  # the comment's and the thumbnail's
+    writer.write(writer.read(photo), KeywordUpdate(keywords=["cat"], added=["cat"], model_version="t@1"))
+    new = photo.read_bytes()
+    assert inspect(new, ".jpg").payload == inspect(original, ".jpg").payload
+    read = subprocess.run(["exiftool", "-j", "-XMP-dc:Subject", "-File:Comment", str(photo)],
+                          capture_output=True, text=True, check=True)
+    record = json.loads(read.stdout)[0]
+    assert record["Subject"] in ("cat", ["cat"]) and record["Comment"].endswith("inside")
+    before = subprocess.run(["exiftool", "-b", "-ThumbnailImage", "-"], input=original, capture_output=True, check=True).stdout
+    after = subprocess.run(["exiftool", "-b", "-ThumbnailImage", str(photo)], capture_output=True, check=True).stdout
+    assert before == after and before[:2] == b"\xff\xd8"
+    assert sorted(tmp_path.iterdir()) == [photo]

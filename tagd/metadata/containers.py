@@ -322,7 +322,13 @@ def jpeg_unstub(edited: bytes, payload: bytes) -> list[bytes]:
     file's parts, in order (as png_unstub)."""
     (length,) = struct.unpack(">H", payload[2:4])
     tail = payload[: 2 + length] + b"\xff\xd9"
-    if not edited.endswith(tail) or edited.find(b"\xff\xda") != len(edited) - len(tail):
+    # Cut where the segments say the scan starts, not at the first FF DA bytes: an EXIF
+    # thumbnail (a JPEG with its own SOS), an ICC profile or a digest may contain them.
+    try:
+        cut = _inspect_jpeg(edited).payload
+    except StructureError as exc:
+        raise StructureError(f"the JPEG stub came back from exiftool changed after its metadata ({exc.reason})") from None
+    if cut != tail:
         raise StructureError("the JPEG stub came back from exiftool changed after its metadata")
     return [edited[: len(edited) - len(tail)], payload]
 
