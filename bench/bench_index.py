@@ -24,14 +24,12 @@ Last line: RESULT key=value ... (latencies in ms). Exit 0 whenever the benchmark
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +42,12 @@ if str(REPO) not in sys.path:
 
 from tagd.index import Index, IndexedTag, PhotoRecord  # noqa: E402
 
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:  # `import synthetic_index` however this file is started
+    sys.path.insert(0, str(BENCH_DIR))
+
+from synthetic_index import add_index_options, packaged_vocabulary, work_folder  # noqa: E402
+
 TARGETS = {"count_ms": 50.0, "first100_ms": 100.0, "insert_per_s": 5000.0, "similar_ms": 100.0}
 CAMERAS = [
     "Google Pixel 7", "Google Pixel 8 Pro", "Apple iPhone 13", "Apple iPhone 15 Pro", "Canon EOS R6",
@@ -51,11 +55,6 @@ CAMERAS = [
 ]
 EVENTS = ["beach", "birthday", "hike", "christmas", "zoo", "city trip", "garden", "wedding", "snow", "family"]
 FAILURES = ["cannot decode: image file is truncated", "not an image", "zero bytes", "permission denied"]
-
-
-def load_vocabulary() -> list[tuple[str, list[str], list[str]]]:
-    raw = json.loads((REPO / "tagd" / "models" / "float" / "vocab.json").read_text())
-    return [(t["name"], t.get("parents", []), t.get("synonyms", [])) for t in raw["tags"]]
 
 
 class Generator:
@@ -152,7 +151,7 @@ def _bisect(cum: list[float], x: float) -> int:
 
 def build(path: Path, n: int, seed: int, batch: int = 5000, embeddings: bool = False) -> tuple[float, float]:
     """Insert n photos; return (photos/s overall, photos/s over the last tenth, into a nearly full index)."""
-    vocab = load_vocabulary()
+    vocab = packaged_vocabulary()[0]
     gen = Generator(vocab, seed)
     inside = 0.0
     at_90 = None
@@ -229,18 +228,15 @@ def p95(values: list[float]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--photos", type=int, default=1_000_000)
+    add_index_options(ap, photos=1_000_000, seed=1, kept="the indexes")
     ap.add_argument("--similar-photos", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=40, help="queries per kind")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--keep", type=Path, help="build (or reuse) the indexes in this folder")
     args = ap.parse_args()
 
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="tagd-bench-index-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = work_folder(args.keep, "index")
     main_db = folder / f"index-{args.photos}.sqlite3"
     sim_db = folder / f"similar-{args.similar_photos}.sqlite3"
-    vocab = load_vocabulary()
+    vocab = packaged_vocabulary()[0]
     results: dict[str, float] = {}
 
     print(f"index: {args.photos:,} photos x 8 tags at {main_db}", file=sys.stderr)

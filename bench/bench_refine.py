@@ -19,11 +19,9 @@ Last line: RESULT key=value ... (latencies in ms).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,19 +32,20 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tagd.index import Index, IndexedTag, PhotoRecord  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:  # `import synthetic_index` however this file is started
+    sys.path.insert(0, str(BENCH_DIR))
+
+from synthetic_index import add_index_options, packaged_vocabulary, work_folder  # noqa: E402
 from tagd.library import Library  # noqa: E402
 from tagd.refine import RefineParams, refine  # noqa: E402
 
 PRIVATE = ["mittens", "grandma", "lisbon 2023", "first day of school", "the old house", "bolt", "uncle joe", "garden"]
 
 
-def vocabulary() -> tuple[list[tuple[str, list[str], list[str]]], list[float]]:
-    raw = json.loads((REPO / "tagd" / "models" / "float" / "vocab.json").read_text())
-    return [(t["name"], t.get("parents", []), t.get("synonyms", [])) for t in raw["tags"]], [t["threshold"] for t in raw["tags"]]
-
-
 def build(path: Path, n: int, user_share: float, seed: int) -> None:
-    vocab, _ = vocabulary()
+    vocab, _ = packaged_vocabulary()
     names = [v[0] for v in vocab] + PRIVATE
     rng = random.Random(seed)
     rng.shuffle(names)
@@ -77,22 +76,19 @@ def p95(xs: list[float]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", type=int, default=100_000)
+    add_index_options(ap, photos=100_000, seed=0, kept="the index")
     ap.add_argument("--user-share", type=float, default=0.3)
     ap.add_argument("--probes", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", type=Path, help="build (or reuse) the index in this folder")
     args = ap.parse_args()
 
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="tagd-bench-refine-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = work_folder(args.keep, "refine")
     db = folder / f"refine-{args.photos}-{args.user_share}.sqlite3"
     if not db.exists():
         started = time.perf_counter()
         build(db, args.photos, args.user_share, args.seed)
         print(f"built {db} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    vocab, thresholds = vocabulary()
+    vocab, thresholds = packaged_vocabulary()
     rng = np.random.default_rng(args.seed + 1)
     results: dict[str, float] = {}
     with Index(db) as index:
