@@ -15,6 +15,7 @@ import os
 import stat as stat_mod
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 # stable this much longer before it counts as complete, unless its format says it is.
 UNCLOSED_FACTOR = 5.0
 UNCLOSED_MIN_S = 10.0
+
+# What was handed on is remembered for a while, so that an event that arrives late (inotify
+# lags under load) does not hand on the same unchanged file again.
+EMITTED_MEMORY_S = 120.0
+EMITTED_MAX = 100_000
 
 
 class WatchLimitError(TagdError):
@@ -111,6 +117,8 @@ class Settler:
         self.follow_symlinks = follow_symlinks
         self.inside = inside
         self._pending: dict[Path, _Pending] = {}
+        # path -> (signature when emitted, clock at emission), oldest first
+        self._emitted: OrderedDict[Path, tuple[tuple[int, int, int], float]] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
@@ -132,11 +140,13 @@ class Settler:
     def forget(self, path: Path) -> None:
         with self._lock:
             self._pending.pop(path, None)
+            self._emitted.pop(path, None)
 
     def forget_under(self, folder: Path) -> None:
         with self._lock:
-            for path in [p for p in self._pending if folder in p.parents]:
-                del self._pending[path]
+            for table in (self._pending, self._emitted):
+                for path in [p for p in table if folder in p.parents]:
+                    del table[path]
 
     def run_due(self) -> float:
         """Check every due path; returns seconds until the next check is due."""
@@ -171,6 +181,9 @@ class Settler:
         with self._lock:
             if self._pending.get(path) is not entry:
                 return
+            if self._already_emitted(path, signature, now):
+                del self._pending[path]
+                return
             if signature != entry.signature:
                 first_look = entry.signature is None
                 entry.signature, entry.stable_since = signature, now
@@ -187,7 +200,19 @@ class Settler:
                 entry.due = now + max(self.settle_s, 0.5)
                 return
             del self._pending[path]
+            self._emitted[path] = (signature, now)
+            self._emitted.move_to_end(path)
         self.emit(Change("file", path))
+
+    def _already_emitted(self, path: Path, signature: tuple[int, int, int], now: float) -> bool:
+        """True for a file handed on within EMITTED_MEMORY_S and unchanged since. Caller holds the lock."""
+        while self._emitted:
+            oldest, (_, at) = next(iter(self._emitted.items()))
+            if len(self._emitted) <= EMITTED_MAX and now - at < EMITTED_MEMORY_S:
+                break
+            del self._emitted[oldest]
+        seen = self._emitted.get(path)
+        return seen is not None and seen[0] == signature
 
     def _link_refusal(self, path: Path) -> str | None:
         if not self.follow_symlinks:

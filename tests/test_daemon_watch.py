@@ -272,3 +272,38 @@ def test_settled_file_with_an_old_mtime_needs_one_look_a_fresh_one_two(tmp_path:
     now[0] += 60.0
     settler.run_due()
     assert emitted == [old, fresh]
+
+
+def test_late_event_for_an_emitted_unchanged_file_does_not_emit_it_again(tmp_path: Path) -> None:
+    """Under load inotify events arrive late: the settle thread may hand a file on before its
+    close (or watchdog's synthetic created event for a new folder) is seen. Such a stale event
+    must not emit the same, unchanged file a second time; a real change after that must."""
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"\xff\xd8" + b"\0" * 10 + b"\xff\xd9")
+    os.utime(photo, (time.time() - 3600, time.time() - 3600))
+    emitted: list[Path] = []
+    now = [0.0]
+    settler = Settler(0.2, lambda c: emitted.append(c.path), clock=lambda: now[0])
+
+    def settle() -> None:
+        for _ in range(3):
+            now[0] += 0.6
+            settler.run_due()
+
+    settler.touch(photo)  # created
+    settle()
+    assert emitted == [photo]
+    settler.touch(photo)  # the modified event, late
+    settler.touch(photo, closed=True)  # and the close
+    settle()
+    assert emitted == [photo] and len(settler) == 0
+
+    photo.write_bytes(b"\xff\xd8" + b"\1" * 20 + b"\xff\xd9")  # really changed
+    settler.touch(photo, closed=True)
+    settle()
+    assert emitted == [photo, photo]
+
+    settler.forget(photo)  # deleted; a file of the same name and look that comes back is new
+    settler.touch(photo, closed=True)
+    settle()
+    assert emitted == [photo, photo, photo]
