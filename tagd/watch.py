@@ -117,8 +117,8 @@ class Settler:
         self.follow_symlinks = follow_symlinks
         self.inside = inside
         self._pending: dict[Path, _Pending] = {}
-        # path -> (signature when emitted, clock at emission), oldest first
-        self._emitted: OrderedDict[Path, tuple[tuple[int, int, int], float]] = OrderedDict()
+        # path -> (stat identity when emitted, clock at emission), oldest first
+        self._emitted: OrderedDict[Path, tuple[tuple[int, ...], float]] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
@@ -178,10 +178,12 @@ class Settler:
             self._drop(path, entry, "not a regular file; skipped")
             return
         signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        # ctime too: a chmod that makes a refused read-only photo writable is worth a new try.
+        identity = signature + (st.st_ctime_ns,)
         with self._lock:
             if self._pending.get(path) is not entry:
                 return
-            if self._already_emitted(path, signature, now):
+            if self._already_emitted(path, identity, now):
                 del self._pending[path]
                 return
             if signature != entry.signature:
@@ -200,11 +202,11 @@ class Settler:
                 entry.due = now + max(self.settle_s, 0.5)
                 return
             del self._pending[path]
-            self._emitted[path] = (signature, now)
+            self._emitted[path] = (identity, now)
             self._emitted.move_to_end(path)
         self.emit(Change("file", path))
 
-    def _already_emitted(self, path: Path, signature: tuple[int, int, int], now: float) -> bool:
+    def _already_emitted(self, path: Path, identity: tuple[int, ...], now: float) -> bool:
         """True for a file handed on within EMITTED_MEMORY_S and unchanged since. Caller holds the lock."""
         while self._emitted:
             oldest, (_, at) = next(iter(self._emitted.items()))
@@ -212,7 +214,7 @@ class Settler:
                 break
             del self._emitted[oldest]
         seen = self._emitted.get(path)
-        return seen is not None and seen[0] == signature
+        return seen is not None and seen[0] == identity
 
     def _link_refusal(self, path: Path) -> str | None:
         if not self.follow_symlinks:
