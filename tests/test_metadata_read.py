@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from metadata_oracles import exiftool_write
-from tagd.metadata.fields import FieldValues, mwg_keywords, truncate_utf8
+from tagd.metadata.fields import FieldValues, iptc_charset, mwg_keywords, truncate_utf8
 
 
 def values(digest: str | None = None, current: str | None = None, has_xmp: bool = True, **present: list[str]) -> FieldValues:
@@ -69,3 +69,20 @@ def test_file_edited_by_a_non_xmp_aware_tool(writer, jpeg: Path) -> None:
 def test_seq_and_single_values(writer, jpeg: Path) -> None:
     exiftool_write(jpeg, "-XMP-dc:Subject=only", "-XMP-digiKam:TagsList=a/b")
     assert writer.read(jpeg).keywords == ["only"]
+
+
+def test_iptc_charset_from_the_bytes_when_the_file_does_not_declare_one() -> None:
+    # exiftool read these as Latin (cp1252): each character stands for one byte.
+    latin = {"IPTC:Keywords": ["Caf\xe9", "M\xfcller"], "IPTC:City": "Z\xfcrich"}
+    assert iptc_charset(latin) == "Latin"
+    assert latin == {"IPTC:Keywords": ["Caf\xe9", "M\xfcller"], "IPTC:City": "Z\xfcrich"}  # already right
+    utf8 = {"IPTC:Keywords": ["Caf\xc3\xa9", "plain"], "IPTC:City": "Z\xc3\xbcrich", "XMP-dc:Subject": "Caf\xc3\xa9"}
+    assert iptc_charset(utf8) == "UTF8"
+    assert utf8 == {"IPTC:Keywords": ["Café", "plain"], "IPTC:City": "Zürich", "XMP-dc:Subject": "Caf\xc3\xa9"}
+    # One field that is not UTF-8 makes the whole block Latin: nothing is half re-decoded.
+    mixed = {"IPTC:Keywords": ["Caf\xc3\xa9"], "IPTC:City": "Z\xfcrich"}
+    assert iptc_charset(mixed) == "Latin" and mixed["IPTC:Keywords"] == ["Caf\xc3\xa9"]
+    # cp1252's own characters (€ is byte 0x80) and the bytes it leaves undefined.
+    assert iptc_charset({"IPTC:Keywords": "\u20ac \x81"}) == "Latin"
+    assert iptc_charset({"IPTC:Keywords": "ascii only"}) == "UTF8"
+    assert iptc_charset({"IPTC:CodedCharacterSet": "UTF8", "IPTC:Keywords": "Caf\xe9"}) == "UTF8"

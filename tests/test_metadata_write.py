@@ -260,3 +260,32 @@ def test_sidecar_only_mode_leaves_a_jpeg_untouched(jpeg: Path, tmp_path: Path) -
     assert jpeg.read_bytes() == before
     assert outcome.target == tmp_path / "cat.jpg.xmp"
     assert as_list(exiftool_keywords(outcome.target)["XMP-dc:Subject"]) == ["mine", *KEYWORDS]
+
+
+@pytest.mark.parametrize("charset", ["Latin", "UTF8"])
+def test_iptc_that_does_not_declare_its_charset_keeps_its_text(writer, real_photo_dir: Path, tmp_path: Path,
+                                                               charset: str) -> None:
+    """Old tools wrote IPTC in Latin-1, some newer ones in UTF-8, neither saying which (no 1:90).
+    Both must come through a write and a revert as the same text: not "Caf?" and not "CafÃ©"."""
+    import subprocess
+
+    path = tmp_path / "iptc.jpg"
+    shutil.copy(real_photo_dir / "chelsea.jpg", path)
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-charset", f"iptc={charset}", "-IPTC:Keywords=Café",
+                    "-IPTC:Keywords=Müller", "-IPTC:City=Zürich", str(path)], check=True, timeout=60)
+    raw = path.read_bytes()
+    assert ("Caf\xe9".encode("latin-1") if charset == "Latin" else "Café".encode()) in raw
+    assert "IPTC:CodedCharacterSet" not in exiftool_json(path, "-IPTC:CodedCharacterSet")
+
+    current = writer.read(path)
+    assert current.keywords == ["Café", "Müller"]
+    write(writer, path, update(["Café", "Müller", "cat"]))
+    got = exiftool_keywords(path)
+    assert got["IPTC:CodedCharacterSet"] == "UTF8"  # now declared, so every reader agrees
+    assert as_list(got["IPTC:Keywords"]) == as_list(got["XMP-dc:Subject"]) == ["Café", "Müller", "cat"]
+    assert exiv2_keywords(path)["iptc"] == ["Café", "Müller", "cat"]
+    assert exiftool_json(path, "-IPTC:City")["IPTC:City"] == "Zürich"  # the rest of the IPTC, re-encoded
+
+    writer.revert(path)
+    assert as_list(exiftool_keywords(path)["IPTC:Keywords"]) == ["Café", "Müller"]
+    assert exiftool_json(path, "-IPTC:City")["IPTC:City"] == "Zürich"

@@ -142,10 +142,11 @@ class ExifTool:
         err_text = err.rstrip()[: -len(err_marker)].decode("utf-8", "replace")
         return out_text, err_text
 
-    def read_json(self, paths: Sequence[Path], args: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """`exiftool -j` on `paths`; numbers stay strings (a keyword "1.50" must stay "1.50")."""
+    def read_json(self, paths: Sequence[Path], args: Sequence[str] = (), iptc_charset: str = "UTF8") -> list[dict[str, Any]]:
+        """`exiftool -j` on `paths`; numbers stay strings (a keyword "1.50" must stay "1.50").
+        `iptc_charset`: how to decode IPTC that does not declare its charset (fields.iptc_charset)."""
         # Absolute paths: a file name starting with "-" must never be read as an option.
-        out, err = self.execute(["-j", "-charset", "iptc=UTF8", *args, *(os.path.abspath(p) for p in paths)])
+        out, err = self.execute(["-j", "-charset", f"iptc={iptc_charset}", *args, *(os.path.abspath(p) for p in paths)])
         if not out.strip():
             raise ExifToolError(first_error(err) or "exiftool returned nothing")
         try:
@@ -207,8 +208,8 @@ class ExifToolPool:
     def execute(self, args: Sequence[str | os.PathLike[str]]) -> tuple[str, str]:
         return self._mine().execute(args)
 
-    def read_json(self, paths: Sequence[Path], args: Sequence[str] = ()) -> list[dict[str, Any]]:
-        return self._mine().read_json(paths, args)
+    def read_json(self, paths: Sequence[Path], args: Sequence[str] = (), iptc_charset: str = "UTF8") -> list[dict[str, Any]]:
+        return self._mine().read_json(paths, args, iptc_charset)
 
     def close(self) -> None:
         for tool in self.processes:

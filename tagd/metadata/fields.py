@@ -36,6 +36,8 @@ READ_ARGS = (
     f"-{SUBJECT}", f"-{HIERARCHICAL}", f"-{TAGSLIST}", f"-{LASTKEYWORDXMP}",
     f"-{IPTC_KEYWORDS}", f"-{XPKEYWORDS}", f"-{IPTC_DIGEST}", f"-{CURRENT_IPTC_DIGEST}",
     "-XMP-tagd:all", "-File:FileType", "-File:MIMEType", "-ExifTool:Warning",
+    # Every IPTC string, to tell which charset an IPTC block without 1:90 is in (iptc_charset).
+    "-IPTC:all",
     # For the index: when and with what the photo was taken, and its size.
     "-ExifIFD:DateTimeOriginal", "-XMP-exif:DateTimeOriginal", "-IFD0:Make", "-IFD0:Model", "-Composite:ImageSize",
 )
@@ -65,6 +67,53 @@ class PhotoInfo:
         return cls(str(taken) if taken else None, camera or None, width, height)
 
 IPTC_MAX_BYTES = 64
+
+# How exiftool must decode IPTC that does not declare its charset (no CodedCharacterSet, 1:90):
+# read it as "Latin" (cp1252, exiftool's default) first, which maps every byte to a character.
+IPTC_READ_CHARSET = "Latin"
+
+
+def iptc_charset(record: dict[str, Any]) -> str:
+    """The charset this file's IPTC is in, for exiftool's `-charset iptc=...`; fixes `record`.
+
+    IPTC without 1:90 has no declared charset: older tools wrote Latin-1/cp1252, many newer
+    ones UTF-8. Read as UTF-8, Latin-1 bytes come out as U+FFFD and a write would store "Caf?";
+    read as Latin, UTF-8 comes out as "CafÃ©" and a write would make that permanent. So
+    `record` is read as Latin and its bytes are looked at: if every IPTC string is valid UTF-8,
+    the strings in `record` are re-decoded as UTF-8 and "UTF8" is returned, else "Latin".
+    """
+    if "IPTC:CodedCharacterSet" in record:
+        return "UTF8"  # declared: exiftool follows the file whatever the option says
+    decoded: dict[str, Any] = {}
+    for key, value in record.items():
+        if not key.startswith("IPTC:"):
+            continue
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for item in items:
+            raw = _latin_bytes(str(item))
+            try:
+                out.append(raw.decode("utf-8") if raw is not None else None)
+            except UnicodeDecodeError:
+                return IPTC_READ_CHARSET
+            if out[-1] is None:
+                return IPTC_READ_CHARSET
+        decoded[key] = out if isinstance(value, list) else out[0]
+    record.update(decoded)
+    return "UTF8"
+
+
+def _latin_bytes(text: str) -> bytes | None:
+    """The bytes exiftool's Latin charset decoded `text` from (None: it cannot have been)."""
+    out = bytearray()
+    for ch in text:
+        try:
+            out += ch.encode("cp1252")
+        except UnicodeEncodeError:
+            if ord(ch) > 0xFF:
+                return None
+            out.append(ord(ch))  # the five bytes cp1252 leaves undefined map to themselves
+    return bytes(out)
 
 # exiftool warnings that mean the metadata structure is broken: such a file is not rewritten.
 _STRUCTURAL = ("ifd", "directory", "corrupt", "truncated", "bad ", "short ", "invalid", "overlap", "offset")

@@ -33,7 +33,7 @@ from tagd.metadata.containers import (
 )
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, READ_ARGS, FieldValues, PhotoInfo, mwg_keywords, read_xp_keywords, structural_warnings,
+    ALWAYS, FIELDS, IPTC_READ_CHARSET, READ_ARGS, FieldValues, PhotoInfo, iptc_charset, mwg_keywords, read_xp_keywords, structural_warnings,
     truncate_utf8, unique, xp_argument,
 )
 from tagd.metadata.provenance import NS, Provenance
@@ -88,6 +88,7 @@ class PhotoKeywords:
     file_keywords: list[str] = field(default_factory=list)  # in the photo itself, when a sidecar is used
     structure_warnings: list[str] = field(default_factory=list)  # exiftool's, for `target`
     info: PhotoInfo = field(default_factory=PhotoInfo)  # date taken, camera, size: for the index
+    iptc_charset: str = "UTF8"  # of `target`'s IPTC if it does not declare one (fields.iptc_charset)
 
 
 @dataclass
@@ -147,10 +148,10 @@ class MetadataWriter:
             raise WriteError(photo, "not a regular file")
         if use_sidecar or sidecar is not None:
             target = sidecar or sidecar_path(photo, self.options.sidecar_naming)
-            file_record = self._read_record(photo)
+            file_record, _ = self._read_record(photo)
             file_values = FieldValues.from_exiftool(file_record, read_xp_keywords(photo))
             if sidecar is not None:
-                record = self._read_record(sidecar)
+                record, _ = self._read_record(sidecar)  # XMP only: no IPTC charset to keep
                 values = FieldValues.from_exiftool(record)
                 keywords = mwg_keywords(values) if values.present else mwg_keywords(file_values)
                 return PhotoKeywords(photo, sidecar, True, keywords, values, Provenance.from_exiftool(record),
@@ -158,21 +159,23 @@ class MetadataWriter:
             keywords = mwg_keywords(file_values)
             return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords,
                                  info=PhotoInfo.from_exiftool(file_record))
-        record = self._read_record(photo)
+        record, charset = self._read_record(photo)
         values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
         return PhotoKeywords(photo, photo, False, mwg_keywords(values), values,
                              Provenance.from_exiftool(record), photo_stat,
-                             structure_warnings=structural_warnings(record), info=PhotoInfo.from_exiftool(record))
+                             structure_warnings=structural_warnings(record), info=PhotoInfo.from_exiftool(record),
+                             iptc_charset=charset)
 
-    def _read_record(self, path: Path) -> dict[str, Any]:
+    def _read_record(self, path: Path) -> tuple[dict[str, Any], str]:
+        """exiftool's record, its IPTC strings decoded in the file's charset, and that charset."""
         try:
-            records = self.exiftool.read_json([path], READ_ARGS)
+            records = self.exiftool.read_json([path], READ_ARGS, IPTC_READ_CHARSET)
         except ExifToolError as exc:
             raise WriteError(path, f"cannot read metadata: {exc}") from None
         record = records[0]
         if "ExifTool:Error" in record:
             raise WriteError(path, f"cannot read metadata: {record['ExifTool:Error']}")
-        return record
+        return record, iptc_charset(record)
 
     # ---- writing --------------------------------------------------------------------------
     def write(self, current: PhotoKeywords, update: KeywordUpdate) -> WriteOutcome:
@@ -265,7 +268,7 @@ class MetadataWriter:
         if not creating:
             original_data, before = self._precheck(target, current.stat)
         temp = self._temp_name(target, target.suffix)
-        args = self._exiftool_args(values, provenance)
+        args = self._exiftool_args(values, provenance, current.iptc_charset)
         try:
             kind = None if creating else sniff(original_data[:16])
             if creating:
@@ -278,7 +281,7 @@ class MetadataWriter:
                 self._exiftool_create(target, temp, ["-o", os.path.abspath(temp), *args], [target])
             digest = ""
             if before is not None:
-                digest = self._verify(target, original_data, before, temp, values, provenance)
+                digest = self._verify(target, original_data, before, temp, values, provenance, current.iptc_charset)
             _fsync_file(temp)
             if not creating:
                 _copy_attributes(target, temp, current.stat, self.options.mtime)
@@ -369,8 +372,10 @@ class MetadataWriter:
         except StructureError as exc:
             raise WriteError(target, exc.reason) from None
 
-    def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None) -> list[str]:
-        args = ["-charset", "iptc=UTF8"]
+    def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None,
+                       charset: str) -> list[str]:
+        # The existing IPTC is decoded in its own charset; what tagd writes is always UTF-8 (1:90).
+        args = ["-charset", f"iptc={charset}"]
         for short, items in values.items():
             tag = FIELDS[short]
             if short == "iptc" and items is not None:
@@ -390,7 +395,7 @@ class MetadataWriter:
         return args
 
     def _verify(self, original: Path, original_data: bytes, before: Container, temp: Path,
-                values: dict[str, list[str] | None], provenance: Provenance | None) -> str:
+                values: dict[str, list[str] | None], provenance: Provenance | None, charset: str) -> str:
         """Refuse a temp file that is not the original plus exactly our edit; returns its sha256.
         `before`: the original's structure, as _precheck found it."""
         new_data = temp.read_bytes()
@@ -402,7 +407,7 @@ class MetadataWriter:
             raise WriteError(original, "image data would change (exiftool re-encoded the payload); not written")
         if before.kind == "tiff":
             _same_pixels(original, temp)
-        old, new = self._metadata_records(original, original_data, new_data, before, after, temp)
+        old, new = self._metadata_records(original, original_data, new_data, before, after, temp, charset)
         changed = sorted(
             key for key in set(old) | set(new)
             if key not in _EXPECTED_CHANGES and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
@@ -421,7 +426,7 @@ class MetadataWriter:
         return hashlib.sha256(new_data).hexdigest()
 
     def _metadata_records(self, original: Path, original_data: bytes, new_data: bytes, before: Container,
-                          after: Container, temp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+                          after: Container, temp: Path, charset: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """All metadata of the original and the temp file, refusing new validation warnings.
 
         `exiftool -validate` costs ~18 ms on a 12 MP JPEG and ~1.7 s on a 20 MB PNG, nearly all
@@ -441,20 +446,20 @@ class MetadataWriter:
                     path = Path(scratch) / f"{name}{original.suffix.lower()}"
                     path.write_bytes(stub)
                     paths.append(path)
-                old, new = self._read_all(original, paths, validate=True)
+                old, new = self._read_all(original, paths, charset, validate=True)
             if _warning_count(new) > _warning_count(old):
                 raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
             return old, new
         # Other containers: the files themselves; the original validated only when needed.
-        old, new = self._read_all(original, [original, temp], validate=False)
+        old, new = self._read_all(original, [original, temp], charset, validate=False)
         new_warnings = self._validation_count(original, temp)
         if new_warnings and new_warnings > self._validation_count(original, original):
             raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
         return old, new
 
-    def _read_all(self, original: Path, paths: list[Path], validate: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _read_all(self, original: Path, paths: list[Path], charset: str, validate: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
-            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])])
+            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])], charset)
         except ExifToolError as exc:
             raise WriteError(original, f"cannot re-read the written file: {exc}") from None
         return old, new
