@@ -267,7 +267,8 @@ class FieldValues:
                 if short == "xpkeywords":
                     present[short] = raw_xp if raw_xp is not None else split_xp(record[tag])
                 else:
-                    present[short] = as_list(record[tag])
+                    # An empty rdf:Bag reads as one empty string: a field with no keywords.
+                    present[short] = [v for v in as_list(record[tag]) if v != ""]
         has_xmp = any(k.startswith("XMP-") for k in record)
         return cls(present, _str(record.get(IPTC_DIGEST)), _str(record.get(CURRENT_IPTC_DIGEST)), has_xmp)
 

@@ -29,7 +29,7 @@ from tagd.errors import TagdError
 from tagd.memory import large_operation
 from tagd.metadata.containers import (
     Container, StructureError, inspect, jpeg_edit_stub, jpeg_unstub, metadata_stub, png_stub, png_unstub, single_image,
-    sniff,
+    sniff, standard_xmp_header,
 )
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
@@ -276,7 +276,13 @@ class MetadataWriter:
             elif kind == "webp":
                 self._write_webp(target, original_data, temp, args)
             elif kind == "jpeg" and before is not None and single_image(before):
+                if before.nonstandard_xmp_at is not None:
+                    # The edit (and the checks of it) start from the file with its XMP header
+                    # mended: 4 bytes, so that exiftool edits the packet instead of adding one.
+                    original_data = standard_xmp_header(original_data, before)
                 self._write_jpeg(target, original_data, before, temp, args)
+            elif before is not None and before.nonstandard_xmp_at is not None:
+                raise WriteError(target, "XMP segment with a non-standard header in a multi-image JPEG; not rewritten")
             elif not (kind == "png" and self._write_png(target, original_data, temp, args)):
                 self._exiftool_create(target, temp, ["-o", os.path.abspath(temp), *args], [target])
             digest = ""
