@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from tagd import __version__
 from tagd.errors import TagdError
@@ -115,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_tag(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
     from tagd.pipeline import make_tagger, make_writer
-    from tagd.tagger import expand_paths
 
     settings = load_settings(args.config)
     if args.sidecar and not args.write:
@@ -127,7 +126,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     out = sys.stdout
     failed = done = 0
     started = time.monotonic()
-    for result in tagger.tag_paths(expand_paths(args.paths)):
+    for result in tagger.tag_paths(_photo_paths(args.paths)):
         done += 1
         failed += _counted_failure(result)
         if args.json:
@@ -152,13 +151,15 @@ def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
 
 def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  # noqa: ANN001
     from tagd.pipeline import make_pipeline
-    from tagd.tagger import expand_paths
 
     failed = done = changed = 0
     index = _open_index(args, settings)
     index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
     try:
-        outcomes = make_pipeline(settings, tagger, writer, index).run(expand_paths(args.paths))
+        # The index holds absolute paths; abspath like scan and the daemon, so a symlinked folder
+        # keeps the name it was given.
+        paths = [Path(os.path.abspath(p)) for p in args.paths]
+        outcomes = make_pipeline(settings, tagger, writer, index).run(_photo_paths(paths))
         failed, done, changed = _print_outcomes(args, outcomes)
     finally:
         index.close()
@@ -166,6 +167,18 @@ def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  
     if done:
         log.info("%d photos, %d written, %d failed", done, changed, failed)
     return _exit_status("tag", done, failed)
+
+
+def _photo_paths(paths: Sequence[Path]) -> Iterator[Path]:
+    """Files as given; folders expanded to photos and camera RAW files (keywords go to a sidecar).
+
+    RAW is walked even though Pillow decodes few of them: one that fails gets its one-line error
+    like any bad file, rather than vanishing from a folder run.
+    """
+    from tagd.metadata.sidecar import RAW_SUFFIXES
+    from tagd.tagger import PHOTO_SUFFIXES, expand_paths
+
+    return expand_paths(paths, suffixes=PHOTO_SUFFIXES | RAW_SUFFIXES)
 
 
 def _counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
@@ -289,14 +302,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_revert(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
     from tagd.metadata import WriteError
-    from tagd.metadata.sidecar import RAW_SUFFIXES
     from tagd.pipeline import make_writer
-    from tagd.tagger import PHOTO_SUFFIXES, expand_paths
 
     writer = make_writer(load_settings(args.config))
     failed = done = 0
-    suffixes = PHOTO_SUFFIXES | RAW_SUFFIXES
-    for path in expand_paths(args.paths, suffixes=suffixes):
+    for path in _photo_paths(args.paths):
         done += 1
         try:
             outcome = writer.revert(path)

@@ -47,6 +47,25 @@ def test_tag_never_writes(photos: Path) -> None:
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos.iterdir()} == before
 
 
+def test_tag_walks_raw_files_in_folders(photos: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "2024"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes((photos / "coffee.jpg").read_bytes())
+    for name in ("IMG_0001.CR2", "IMG_0002.dng"):  # TIFFs named like RAW: Pillow decodes them
+        with Image.open(photos / "chelsea.jpg") as im:
+            im.save(folder / name, "TIFF")
+    (folder / "IMG_0003.NEF").write_bytes(b"not a photo")
+    proc = tagd("tag", "--json", str(folder))
+    assert proc.returncode == 1  # the undecodable NEF
+    records = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert sorted(records) == ["IMG_0001.CR2", "IMG_0002.dng", "IMG_0003.NEF", "x.jpg"]
+    for name in ("IMG_0001.CR2", "IMG_0002.dng"):
+        assert records[name]["error"] is None and "cat" in [t["name"] for t in records[name]["tags"]]
+    assert records["IMG_0003.NEF"]["error"] and "IMG_0003.NEF" in proc.stderr
+
+
 def test_no_photos_found(tmp_path: Path) -> None:
     proc = tagd("tag", str(tmp_path))
     assert proc.returncode == 1 and "no photos found" in proc.stderr

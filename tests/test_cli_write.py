@@ -17,9 +17,18 @@ from metadata_oracles import as_list, exiftool_keywords, exiftool_write
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
 
 
-def tagd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def tagd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tagd", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def raw_stand_in(src: Path, dest: Path) -> Path:
+    """A TIFF named like a camera RAW file: Pillow decodes it, and tagd must treat it as RAW."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im.convert("RGB").save(dest, "TIFF")
+    return dest
 
 
 def test_tag_write_then_again_then_revert(photos: Path) -> None:
@@ -79,3 +88,49 @@ def test_missing_exiftool_is_one_clear_line(photos: Path, tmp_path: Path) -> Non
 def test_sidecar_without_write_is_a_usage_error(photos: Path) -> None:
     proc = tagd("tag", "--sidecar", str(photos))
     assert proc.returncode == 2 and "--write" in proc.stderr
+
+
+@pytest.mark.parametrize("relative", ["photos", "."])
+def test_write_with_a_relative_path_indexes_absolute_paths(photos: Path, tmp_path: Path, relative: str) -> None:
+    from tagd.index.db import Index
+
+    index = tmp_path / "index.sqlite3"
+    cwd = tmp_path if relative == "photos" else photos
+    proc = tagd("--index", str(index), "tag", "--write", relative, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    cat = photos / "chelsea.jpg"
+    assert f"{cat}\t+" in proc.stdout  # shown as the index holds it
+    with Index(index, readonly=True) as ix:
+        record = ix.get(cat, embedding=False)
+    assert record is not None and "cat" in [t.name for t in record.tags]
+
+
+def test_write_tags_raw_files_in_a_folder_into_sidecars(photos: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "2024"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes((photos / "coffee.jpg").read_bytes())
+    cr2 = raw_stand_in(photos / "chelsea.jpg", folder / "IMG_0001.CR2")
+    dng = raw_stand_in(photos / "chelsea.jpg", folder / "IMG_0002.dng")
+    before = {p: p.read_bytes() for p in (cr2, dng)}
+    proc = tagd("--index", str(tmp_path / "index.sqlite3"), "tag", "--write", "--json", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    records = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert sorted(records) == ["IMG_0001.CR2", "IMG_0002.dng", "x.jpg"]
+    for raw in (cr2, dng):
+        sidecar = raw.with_name(raw.name + ".xmp")
+        assert records[raw.name]["written"] == str(sidecar)
+        assert "cat" in as_list(exiftool_keywords(sidecar)["XMP-dc:Subject"])
+        assert raw.read_bytes() == before[raw]  # RAW is never written in-file
+
+
+def test_write_reports_a_raw_file_it_cannot_decode(photos: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "2024"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes((photos / "chelsea.jpg").read_bytes())
+    (folder / "IMG_0003.NEF").write_bytes(b"II*\x00 not really a Nikon file" * 8)
+    proc = tagd("--index", str(tmp_path / "index.sqlite3"), "tag", "--write", str(folder))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{folder / 'IMG_0003.NEF'}\tERROR ")
+    assert "Traceback" not in proc.stderr and not (folder / "IMG_0003.NEF.xmp").exists()

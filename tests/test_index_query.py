@@ -14,6 +14,7 @@ from query_strategies import FACETS, query_trees
 from tagd.index.errors import QueryError
 from tagd.index.query import (
     FIELDS,
+    MAX_DEPTH,
     SOURCES,
     STATES,
     And,
@@ -134,6 +135,52 @@ def test_columns_count_characters_not_bytes() -> None:
     with pytest.raises(QueryError) as info:
         parse("ünïcödé NOT")
     assert info.value.col == 12
+
+
+@pytest.mark.parametrize(
+    ("query", "col"),
+    [
+        ("(" * 300 + "dog", 101),
+        ("(" * 101 + "dog" + ")" * 101, 101),
+        ("-" * 1000 + "dog", 101),
+        ("NOT " * 150 + "dog", 401),
+        ("-(" * 60 + "dog" + ")" * 60, 101),  # a NOT and a parenthesis are a level each
+        ("dog " + "(cat OR " * 120 + "x" + ")" * 120, 805),
+    ],
+)
+def test_nesting_past_the_limit_is_a_syntax_error(query: str, col: int) -> None:
+    with pytest.raises(QueryError) as info:
+        parse(query)
+    assert str(info.value) == f"col {col}: query nested too deeply (more than {MAX_DEPTH} levels)"
+
+
+# The deepest trees a query can make: a NOT per level, or an OR and an AND per parenthesis.
+DEEPEST = [
+    "(" * MAX_DEPTH + "dog" + ")" * MAX_DEPTH,
+    "-" * MAX_DEPTH + "dog",
+    "(a b OR c " * MAX_DEPTH + "dog" + ")" * MAX_DEPTH,
+    "-(a b OR c " * (MAX_DEPTH // 2) + "dog" + ")" * (MAX_DEPTH // 2),
+]
+
+
+@pytest.mark.parametrize("query", DEEPEST)
+def test_nesting_up_to_the_limit_parses_prints_and_builds_sql(query: str) -> None:
+    tree = parse(query)
+    text = unparse(tree)
+    # Compared as text: dataclass equality recurses deeper than anything tagd itself does.
+    assert unparse(parse(text)) == text
+    sql = search_sql(tree)
+    assert sql.text.count("?") == len(sql.params)
+
+
+def test_long_flat_chains_stay_flat() -> None:
+    """5000 terms joined by OR or AND are one node with 5000 children, not a 5000-deep tree."""
+    words = [f"t{i}" for i in range(5000)]
+    ored = parse(" OR ".join(words))
+    assert isinstance(ored, Or) and len(ored.children) == 5000
+    anded = parse(" ".join(f"-{w}" for w in words))
+    assert isinstance(anded, And) and len(anded.children) == 5000
+    assert parse(unparse(ored)) == ored and where_sql(anded).text.count("?") == len(where_sql(anded).params)
 
 
 def test_tag_key_normalises_case_width_and_unicode() -> None:

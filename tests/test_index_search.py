@@ -9,8 +9,11 @@ can choose) and through the one-statement reference SQL in query.py.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import unicodedata
 from contextlib import ExitStack
@@ -26,6 +29,7 @@ from query_strategies import FACETS, query_trees
 from tagd.index import search as engine
 from tagd.index.db import Index, IndexedTag, PhotoRecord
 from tagd.index.query import (
+    MAX_DEPTH,
     SOURCES,
     STATES,
     STATUSES,
@@ -460,3 +464,53 @@ def test_known_answers() -> None:
         index.mark_gone(Path("/p/cat.jpg"))
         assert names("animal") == ["dog.jpg"]
         assert names("animal status:gone") == ["cat.jpg"]
+
+
+# -- deep and long queries through `tagd search` -----------------------------------------------
+
+
+def _tagd_search(index: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tagd", "--index", str(index), "search", *args],
+                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
+
+
+def _dog_index(folder: Path) -> Path:
+    path = folder / "index.sqlite3"
+    with Index(path) as index:
+        index.set_vocabulary(VOCAB)
+        index.upsert_photos([PhotoRecord(Path("/p/dog.jpg"), None, 1, 1, tags=[IndexedTag("dog", 0.9, "model", "kept")])])
+    return path
+
+
+def test_too_deeply_nested_query_exits_2_with_the_column(tmp_path: Path) -> None:
+    index = _dog_index(tmp_path)
+    for query in ("(" * 300 + "dog", "-" * 1000 + "dog"):
+        proc = _tagd_search(index, "--", query)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == f"tagd search: col 101: query nested too deeply (more than {MAX_DEPTH} levels)\n"
+        assert proc.stdout == ""
+
+
+def test_nested_and_long_queries_still_search(tmp_path: Path) -> None:
+    index = _dog_index(tmp_path)
+    nested = "(cat OR (" * 25 + "dog" + "))" * 25  # 50 levels
+    long_or = " OR ".join([f"t{i}" for i in range(4999)] + ["dog"])
+    for query in (nested, "-" * 50 + "dog", long_or, long_or.replace("dog", "dog:>0.5")):
+        proc = _tagd_search(index, "--", query)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "/p/dog.jpg\n", ""), query[:40]
+    proc = _tagd_search(index, "--count", "--", " ".join(f"-t{i}" for i in range(5000)) + " dog")
+    assert (proc.returncode, proc.stdout) == (0, "1\n"), proc.stderr
+
+
+def test_deepest_queries_the_parser_allows_run_in_the_engine() -> None:
+    """The nesting limit keeps every reader of the tree, not just the parser, off the recursion limit."""
+    deepest = (
+        "(a b OR dog " * MAX_DEPTH + "dog" + ")" * MAX_DEPTH,  # an OR and an AND per level
+        "-(a b OR c " * (MAX_DEPTH // 2) + "dog" + ")" * (MAX_DEPTH // 2),
+        "-" * (MAX_DEPTH // 2 * 2) + "dog",
+    )
+    with tempfile.TemporaryDirectory() as tmp, Index(_dog_index(Path(tmp)), readonly=True) as index:
+        for query in deepest:
+            for sort in ("score", "path", "taken"):
+                assert [str(h.path) for h in index.search(query, sort=sort)] == ["/p/dog.jpg"], (query[:40], sort)
+            assert index.count(query) == 1

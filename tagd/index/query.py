@@ -223,6 +223,11 @@ def _lex(text: str) -> list[_Token]:
 # Parser: recursive descent, NOT binds tighter than AND, AND tighter than OR.
 
 _ENDS_OPERAND = ("END", ")", "OR", "AND")
+# Parentheses and NOTs nest, and whatever reads a query recurses with them: the parser four
+# frames per parenthesis, the search and the SQL builder about as many (each parenthesis can add
+# an OR and an AND level to the tree), the printer six. 100 levels stay within 400-600 frames,
+# well inside Python's default limit of 1000 wherever the caller's own stack stands.
+MAX_DEPTH = 100
 
 
 def parse(text: str) -> Node:
@@ -235,6 +240,7 @@ class _Parser:
         self.text = text
         self.tokens = _lex(text)
         self.i = 0
+        self.depth = 0  # parentheses and NOTs open around the current token
 
     @property
     def tok(self) -> _Token:
@@ -253,6 +259,11 @@ class _Parser:
             raise QueryError(self.tok.col, "unmatched ')'")
         assert self.tok.kind == "END", self.tok
         return node
+
+    def nest(self, tok: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(tok.col, f"query nested too deeply (more than {MAX_DEPTH} levels)")
 
     def or_expr(self) -> Node:
         items = [self.and_expr()]
@@ -278,7 +289,10 @@ class _Parser:
             op = self.advance()
             if self.tok.kind in _ENDS_OPERAND:
                 raise QueryError(self.tok.col, f"expected a tag after {op.kind}")
-            return Not(self.unary())
+            self.nest(op)
+            node = Not(self.unary())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Node:
@@ -289,10 +303,12 @@ class _Parser:
                 raise QueryError(self.tok.col, "empty parentheses")
             if self.tok.kind == "END":
                 raise QueryError(tok.col, "'(' is never closed")
+            self.nest(tok)
             node = self.or_expr()
             if self.tok.kind != ")":
                 raise QueryError(tok.col, "'(' is never closed")
             self.advance()
+            self.depth -= 1
             return node
         if tok.kind == "TERM":
             self.advance()
