@@ -340,3 +340,19 @@ def test_a_nonstandard_xmp_header_beside_a_standard_packet_is_left_alone(real_ph
         segments += b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
     container = inspect(data[:2] + segments + data[2:], ".jpg")
     assert container.nonstandard_xmp_at is None and len(container.xmp_packets) == 1
+
+
+def test_a_file_name_that_is_not_utf8_is_written(writer, real_photo_dir: Path, tmp_path: Path) -> None:
+    """Linux names are bytes: a Latin-1 name from an old camera card or a Windows share must
+    reach exiftool as those bytes, not re-encoded (it would not find the file)."""
+    import subprocess
+
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/latin1-\xe9t\xe9.jpg"))
+    shutil.copy(real_photo_dir / "chelsea.jpg", path)
+    write(writer, path, update(["cat", "été"]))
+    out = subprocess.run([b"exiftool", b"-s3", b"-XMP-dc:Subject", os.fsencode(path)], capture_output=True,
+                         check=True, timeout=60).stdout.decode()
+    assert out.strip() == "cat, été"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left behind
+    writer.revert(path)
+    assert writer.read(path).keywords == ["été"]  # update() counts only "cat" as tagd's addition

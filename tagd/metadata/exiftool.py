@@ -52,6 +52,15 @@ def check_available() -> str:
     return subprocess.run([exe, "-ver"], capture_output=True, text=True, timeout=30).stdout.strip()
 
 
+def _arg_bytes(arg: str | os.PathLike[str]) -> bytes:
+    """One line of exiftool's argument file. A path goes as the bytes the file system has (a
+    name that is not UTF-8 must still be found); text as UTF-8, surrogatepass because
+    XPKeywords carries UTF-16 surrogates on purpose (fields.xp_argument)."""
+    if isinstance(arg, str):
+        return arg.encode("utf-8", "surrogatepass")
+    return os.fsencode(arg)
+
+
 class ExifTool:
     """A thread-safe handle on one `exiftool -stay_open True -@ -` process.
 
@@ -86,8 +95,9 @@ class ExifTool:
 
     def execute(self, args: Sequence[str | os.PathLike[str]]) -> tuple[str, str]:
         """Run one exiftool command; returns (stdout, stderr) as text."""
-        for arg in args:
-            if "\n" in os.fspath(arg) or "\r" in os.fspath(arg):
+        encoded = [_arg_bytes(a) for a in args]
+        for arg, raw in zip(args, encoded):
+            if b"\n" in raw or b"\r" in raw:
                 # The argument file is line-based: a newline would split one argument in two.
                 raise ExifToolError(f"argument contains a line break: {os.fspath(arg)[:60]!r}")
         with self._lock:
@@ -99,9 +109,8 @@ class ExifTool:
             # can be read to a known end without guessing.
             marker = f"{{ready{self._counter}}}"
             # (First, so that a "--" ending the options in `args` cannot swallow it.)
-            lines = ["-echo4", marker, *(os.fspath(a) for a in args), f"-execute{self._counter}", ""]
-            # surrogatepass: XPKeywords carries UTF-16 surrogates on purpose (fields.xp_argument).
-            payload = "\n".join(lines).encode("utf-8", "surrogatepass")
+            lines = [b"-echo4", marker.encode(), *encoded, f"-execute{self._counter}".encode(), b""]
+            payload = b"\n".join(lines)
             try:
                 assert proc.stdin is not None
                 proc.stdin.write(payload)
@@ -146,7 +155,7 @@ class ExifTool:
         """`exiftool -j` on `paths`; numbers stay strings (a keyword "1.50" must stay "1.50").
         `iptc_charset`: how to decode IPTC that does not declare its charset (fields.iptc_charset)."""
         # Absolute paths: a file name starting with "-" must never be read as an option.
-        out, err = self.execute(["-j", "-charset", f"iptc={iptc_charset}", *args, *(os.path.abspath(p) for p in paths)])
+        out, err = self.execute(["-j", "-charset", f"iptc={iptc_charset}", *args, *(Path(os.path.abspath(p)) for p in paths)])
         if not out.strip():
             raise ExifToolError(first_error(err) or "exiftool returned nothing")
         try:

@@ -284,7 +284,7 @@ class MetadataWriter:
             elif before is not None and before.nonstandard_xmp_at is not None:
                 raise WriteError(target, "XMP segment with a non-standard header in a multi-image JPEG; not rewritten")
             elif not (kind == "png" and self._write_png(target, original_data, temp, args)):
-                self._exiftool_create(target, temp, ["-o", os.path.abspath(temp), *args], [target])
+                self._exiftool_create(target, temp, ["-o", Path(os.path.abspath(temp)), *args], [target])
             digest = ""
             if before is not None:
                 digest = self._verify(target, original_data, before, temp, values, provenance, current.iptc_charset)
@@ -304,8 +304,8 @@ class MetadataWriter:
     def _temp_name(self, target: Path, suffix: str) -> Path:
         return target.parent / f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
 
-    def _exiftool_create(self, target: Path, output: Path, args: list[str], sources: list[Path]) -> None:
-        out, err = self.exiftool.execute([*args, *(os.path.abspath(s) for s in sources or [output])])
+    def _exiftool_create(self, target: Path, output: Path, args: list[str | Path], sources: list[Path]) -> None:
+        out, err = self.exiftool.execute([*args, *(Path(os.path.abspath(s)) for s in sources or [output])])
         if "1 image files created" not in out or not output.is_file():
             raise WriteError(target, f"exiftool did not write it: {first_error(err) or out.strip() or 'no output'}")
 
@@ -341,7 +341,7 @@ class MetadataWriter:
         try:
             if piece is not None:
                 piece_in.write_bytes(piece)
-                self._exiftool_create(target, piece_out, ["-o", os.path.abspath(piece_out), *args], [piece_in])
+                self._exiftool_create(target, piece_out, ["-o", Path(os.path.abspath(piece_out)), *args], [piece_in])
             else:
                 self._exiftool_create(target, piece_out, args, [])
             new = put_back(piece_out.read_bytes())
