@@ -88,6 +88,22 @@ def test_user_deleted_tag_is_never_added_again(writer, jpeg: Path) -> None:
     assert current.provenance is not None and current.provenance.rejected == ["animal"]
 
 
+def test_addition_deleted_from_the_flat_list_only_stays_deleted(writer, jpeg: Path) -> None:
+    """A tool that edits only dc:subject leaves "animal|cat" in the hierarchy when the user deletes
+    "cat". By the MWG union that leaf would still count as a keyword and tagd would put "cat"
+    straight back; for tagd's own additions the flat list decides."""
+    tag_round(writer, jpeg, [("cat", 0.9)], "m@1")
+    assert "animal|cat" in as_list(exiftool_keywords(jpeg)["XMP-lr:HierarchicalSubject"])
+    exiftool_write(jpeg, "-XMP-dc:Subject-=cat", "-IPTC:Keywords-=cat")
+    tag_round(writer, jpeg, [("cat", 0.9)], "m@1")
+    current = writer.read(jpeg)
+    assert "cat" not in current.keywords
+    assert current.provenance is not None and current.provenance.rejected == ["cat"]
+    got = exiftool_keywords(jpeg)
+    assert "cat" not in as_list(got.get("XMP-dc:Subject"))
+    assert not any(h.endswith("cat") for h in as_list(got.get("XMP-lr:HierarchicalSubject")))
+
+
 def test_revert_of_untouched_file_is_a_no_op(writer, jpeg: Path) -> None:
     before = jpeg.read_bytes()
     outcome = writer.revert(jpeg)

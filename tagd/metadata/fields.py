@@ -285,18 +285,35 @@ def mwg_keywords(values: FieldValues) -> list[str]:
     repaired from XMP). Then hierarchical leaves and XPKeywords are added.
     """
     present = values.present
+    leaves = [path.split("|")[-1].strip() for path in present.get("hierarchical", [])]
+    return unique(k.strip() for k in [*mwg_base(values), *leaves, *present.get("xpkeywords", [])] if k.strip())
+
+
+def mwg_base(values: FieldValues) -> list[str]:
+    """The flat keyword list the MWG rule trusts (dc:subject or IPTC), before the extras."""
+    present = values.present
     xmp = present.get("subject", [])
     iptc = present.get("iptc")
     if iptc is None:
-        base = xmp
-    elif values.has_xmp and "subject" in present and (
+        return xmp
+    if values.has_xmp and "subject" in present and (
         values.iptc_digest is None or values.iptc_digest == values.current_iptc_digest
     ):
-        base = xmp
-    else:
-        base = [_repair_truncation(k, xmp) for k in iptc]
-    leaves = [path.split("|")[-1].strip() for path in present.get("hierarchical", [])]
-    return unique(k.strip() for k in [*base, *leaves, *present.get("xpkeywords", [])] if k.strip())
+        return xmp
+    return [_repair_truncation(k, xmp) for k in iptc]
+
+
+def keywords_after_edits(values: FieldValues, added: Iterable[str], written: Iterable[str]) -> list[str]:
+    """mwg_keywords, except tagd's own additions the user deleted from the main list.
+
+    tagd writes each addition into the flat list and the hierarchy alike. A tool that edits only
+    dc:subject (or IPTC) leaves "food|dessert" behind when the user deletes "dessert"; by the
+    union rule "dessert" would still be there and tagd would write it straight back.
+    """
+    base = {k.strip() for k in mwg_base(values)}
+    written_set = set(written)
+    deleted = {k for k in added if k in written_set and k not in base}
+    return [k for k in mwg_keywords(values) if k not in deleted]
 
 
 def _repair_truncation(keyword: str, xmp: list[str]) -> str:

@@ -33,7 +33,7 @@ from tagd.metadata.containers import (
 )
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, IPTC_READ_CHARSET, READ_ARGS, FieldValues, PhotoInfo, iptc_charset, mwg_keywords, read_xp_keywords, structural_warnings,
+    ALWAYS, FIELDS, IPTC_READ_CHARSET, READ_ARGS, FieldValues, PhotoInfo, iptc_charset, keywords_after_edits, mwg_keywords, read_xp_keywords, structural_warnings,
     truncate_utf8, unique, xp_argument,
 )
 from tagd.metadata.provenance import NS, Provenance
@@ -153,16 +153,17 @@ class MetadataWriter:
             if sidecar is not None:
                 record, _ = self._read_record(sidecar)  # XMP only: no IPTC charset to keep
                 values = FieldValues.from_exiftool(record)
-                keywords = mwg_keywords(values) if values.present else mwg_keywords(file_values)
-                return PhotoKeywords(photo, sidecar, True, keywords, values, Provenance.from_exiftool(record),
+                prov = Provenance.from_exiftool(record)
+                keywords = _current_keywords(values, prov) if values.present else mwg_keywords(file_values)
+                return PhotoKeywords(photo, sidecar, True, keywords, values, prov,
                                      os.stat(sidecar), mwg_keywords(file_values), info=PhotoInfo.from_exiftool(file_record))
             keywords = mwg_keywords(file_values)
             return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords,
                                  info=PhotoInfo.from_exiftool(file_record))
         record, charset = self._read_record(photo)
         values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
-        return PhotoKeywords(photo, photo, False, mwg_keywords(values), values,
-                             Provenance.from_exiftool(record), photo_stat,
+        prov = Provenance.from_exiftool(record)
+        return PhotoKeywords(photo, photo, False, _current_keywords(values, prov), values, prov, photo_stat,
                              structure_warnings=structural_warnings(record), info=PhotoInfo.from_exiftool(record),
                              iptc_charset=charset)
 
@@ -554,6 +555,10 @@ LARGE_FILE_BYTES = 8 << 20
 
 _VALIDATE_ARGS = ["-G1", "-n", "-validate", "-ExifTool:Validate", "-ExifTool:Warning"]
 _ALL_ARGS = ["-a", "-G1", "-n", "-struct", "-all", "--System:all", "--File:all"]
+
+
+def _current_keywords(values: FieldValues, prov: Provenance | None) -> list[str]:
+    return keywords_after_edits(values, prov.added, prov.written) if prov else mwg_keywords(values)
 
 
 def _warning_count(record: dict[str, Any]) -> int:
