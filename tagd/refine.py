@@ -9,8 +9,8 @@ Evidence for a tag t on a photo, each in [0, 1] or None when there is none:
 - co-occurrence: how much more often t goes with the photo's other tags than by chance,
   learned from the library.
 Their weighted mean is t's relevance. In `add-only` mode (the default) the user's keywords
-are never removed, renamed or reordered; `suggest` records removals without applying them;
-`full` applies them. A tag the user deleted after tagd added it is never added again, and
+are never removed, renamed or reordered; `suggest` records removals without applying them
+(nor reordering anything); `full` applies them and ranks every keyword by relevance. A tag the user deleted after tagd added it is never added again, and
 a user's tag with no evidence either way is never removed.
 """
 
@@ -335,8 +335,9 @@ def refine(
     relevance_of = {e.name: e.relevance for e in evidence}
     kept_user = [k for k in user if by_name.get(k.casefold(), None) is None or by_name[k.casefold()].decision != "remove"]
     additions = sorted((e for e in evidence if e.decision == "add"), key=lambda e: (-e.relevance, e.name))[: params.max_added]
-    if mode == "add-only":
-        keywords = [*user, *(e.name for e in additions)]  # the user's order is theirs
+    if mode != "full":
+        # The user's order is theirs; suggest mode only marks, it changes nothing of theirs.
+        keywords = [*user, *(e.name for e in additions)]
     else:
         ranked_user = sorted(kept_user, key=lambda k: -relevance_of.get(k, 1.0))
         keywords = sorted([*ranked_user, *(e.name for e in additions)], key=lambda k: -relevance_of.get(k, 1.0))

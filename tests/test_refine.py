@@ -97,3 +97,18 @@ def test_lowrank_is_an_optional_extra_source() -> None:
                  lowrank={"ball": 0.9, "beach": 0.0, "dog": 0.1}, params=TUNED)
     assert "ball" in got.added and "beach" not in got.added
     assert "dog" in got.keywords  # by default the completion does not speak against the user's own tags
+
+
+@settings(max_examples=200)
+@given(user=st.lists(words, max_size=6, unique=True), model=tags)
+def test_suggest_keeps_the_users_keywords_and_order_full_ranks_everything(user, model) -> None:
+    from tagd.refine import LibraryStats, refine
+
+    scores = {t.name: t.score for t in model}
+    kwargs = dict(library=LibraryStats(), model_known=set(scores), candidates=[n for n, s in scores.items() if s > 0.5])
+    suggest = refine(user, scores, mode="suggest", **kwargs)
+    assert suggest.keywords[: len(user)] == user  # marked, never moved or dropped
+    assert suggest.keywords[len(user):] == suggest.added
+    full = refine(user, scores, mode="full", **kwargs)
+    ranks = [full.relevance.get(k, 1.0) for k in full.keywords]
+    assert ranks == sorted(ranks, reverse=True)
