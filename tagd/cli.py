@@ -304,18 +304,50 @@ def cmd_revert(args: argparse.Namespace) -> int:
     from tagd.metadata import WriteError
     from tagd.pipeline import make_writer
 
-    writer = make_writer(load_settings(args.config))
+    settings = load_settings(args.config)
+    writer = make_writer(settings)
+    index = _existing_index(args, settings)
     failed = done = 0
-    for path in _photo_paths(args.paths):
-        done += 1
-        try:
-            outcome = writer.revert(path)
-        except WriteError as exc:
-            failed += 1
-            print(f"{path}\tERROR {exc.reason}")
-            continue
-        print(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}")
+    try:
+        for path in _photo_paths([Path(os.path.abspath(p)) for p in args.paths]):
+            done += 1
+            try:
+                outcome = writer.revert(path)
+            except WriteError as exc:
+                failed += 1
+                print(f"{path}\tERROR {exc.reason}")
+                continue
+            if index is not None and outcome.changed:
+                _record_revert(index, path, outcome.keywords)
+            print(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}")
+    finally:
+        if index is not None:
+            index.close()
+        writer.exiftool.close()
     return _exit_status("revert", done, failed)
+
+
+def _existing_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
+    """The index if there is one: reverting a photo never creates an index."""
+    path = Path(args.index or settings.index.path)
+    return _open_index(args, settings) if path.exists() else None
+
+
+def _record_revert(index, path: Path, keywords: list[str]) -> None:  # noqa: ANN001 - tagd.index.db.Index
+    """The index follows the file: the user's keywords only, and the photo marked reverted so
+    that the daemon does not tag it straight back."""
+    from tagd.index.db import IndexedTag
+    from tagd.pipeline import file_sha256
+
+    record = index.get(path)
+    if record is None:
+        return
+    scores = {t.name.casefold(): t.score for t in record.tags}
+    record.tags = [IndexedTag(k, scores.get(k.casefold(), 1.0), "user", "kept") for k in keywords]
+    st = os.stat(path)
+    record.size, record.mtime_ns, record.content_hash = st.st_size, st.st_mtime_ns, file_sha256(path)
+    record.reverted = True
+    index.upsert_photos([record])
 
 
 def _exit_status(command: str, done: int, failed: int) -> int:

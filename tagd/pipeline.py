@@ -131,7 +131,7 @@ class Pipeline:
 
         Unchanged size+mtime is enough; a changed mtime with the same content hash (a `touch`,
         a copy that kept the bytes) only refreshes the index row. A failed file is not retried
-        until it changes.
+        until it changes. A photo the user reverted is left alone.
         """
         if self.index is None:
             return True
@@ -142,6 +142,8 @@ class Pipeline:
         record = self.index.get(path, embedding=False)
         if record is None:
             return True
+        if record.reverted:
+            return False  # the user took tagd's tags back: only `tagd tag --write` tags it again
         if record.status == "tagged" and record.model_version != self.tagger.model.version:
             return True
         if record.status not in ("tagged", "failed"):

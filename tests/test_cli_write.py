@@ -134,3 +134,28 @@ def test_write_reports_a_raw_file_it_cannot_decode(photos: Path, tmp_path: Path)
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"{folder / 'IMG_0003.NEF'}\tERROR ")
     assert "Traceback" not in proc.stderr and not (folder / "IMG_0003.NEF.xmp").exists()
+
+
+def test_revert_updates_the_index_and_the_photo_is_left_alone_until_asked(photos: Path, tmp_path: Path) -> None:
+    """After `tagd revert` the index shows the file as it now is, and neither a scan nor the
+    daemon (same rule: Pipeline.needs_work) tags it straight back; `tagd tag --write` does."""
+    index = tmp_path / "index.sqlite3"
+    cat = photos / "chelsea.jpg"
+    assert tagd("--index", str(index), "tag", "--write", str(cat)).returncode == 0
+    shown = json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)
+    assert "cat" in [t["name"] for t in shown["tags"] if t["state"] == "added"] and not shown["reverted"]
+
+    assert tagd("--index", str(index), "revert", str(cat)).returncode == 0
+    shown = json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)
+    assert shown["reverted"] and not [t for t in shown["tags"] if t["source"] != "user"]
+    assert shown["size"] == cat.stat().st_size and shown["mtime_ns"] == cat.stat().st_mtime_ns
+    assert tagd("--index", str(index), "search", "cat").returncode == 1  # found no more
+    before = cat.read_bytes()
+    scan = tagd("--index", str(index), "scan", str(photos))
+    assert scan.returncode == 0, scan.stderr
+    assert cat.read_bytes() == before  # the other photos were tagged, this one left alone
+    assert json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)["reverted"]
+
+    assert tagd("--index", str(index), "tag", "--write", str(cat)).returncode == 0
+    shown = json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)
+    assert not shown["reverted"] and "cat" in [t["name"] for t in shown["tags"] if t["state"] == "added"]

@@ -97,16 +97,17 @@ def test_migrations_run_in_one_transaction(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v2])
     with pytest.raises(RuntimeError):
         Index(path)
+    current = len(schema.MIGRATIONS) - 1  # before the crashing step was appended
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == current
     assert "rating" not in [r[1] for r in conn.execute("PRAGMA table_info(photo)")]
     conn.close()
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS[:1], lambda c: c.execute("ALTER TABLE photo ADD COLUMN rating INTEGER")])
-    with pytest.raises(IndexVersionError, match="schema version 1"):
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS[:current], lambda c: c.execute("ALTER TABLE photo ADD COLUMN rating INTEGER")])
+    with pytest.raises(IndexVersionError, match=f"schema version {current}"):
         Index(path, readonly=True)  # a reader does not upgrade
     with Index(path) as ix:
-        assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == current + 1
     with Index(path, readonly=True):
         pass
 
@@ -346,3 +347,32 @@ def test_unwritable_places_are_one_line_errors(tmp_path: Path) -> None:
         Index(blocker / "sub" / "index.sqlite3")
     with pytest.raises(TagdError, match="cannot open index"):
         Index(tmp_path)  # a folder where the file should be
+
+
+def test_reverted_flag_round_trip_and_cleared_by_a_new_record(index: Index) -> None:
+    index.upsert_photos([rec("/p/a.jpg", ("cat", 0.9, "model", "added")), rec("/p/b.jpg")])
+    assert index.get(Path("/p/a.jpg")).reverted is False
+    index.upsert_photos([rec("/p/a.jpg", ("Mittens", 1.0, "user", "kept"), reverted=True)])
+    got = index.get(Path("/p/a.jpg"))
+    assert got.reverted and [t.name for t in got.tags] == ["Mittens"]
+    index.move(Path("/p/a.jpg"), Path("/p/c.jpg"))
+    assert index.get(Path("/p/c.jpg")).reverted  # a renamed photo stays reverted
+    index.upsert_photos([rec("/p/c.jpg", ("cat", 0.9, "model", "added"))])  # tagged again on request
+    assert index.get(Path("/p/c.jpg")).reverted is False and index.get(Path("/p/b.jpg")).reverted is False
+    index.remove(Path("/p/c.jpg"))  # the flag goes with the photo (ON DELETE CASCADE)
+    assert index._conn.execute("SELECT count(*) FROM photo_reverted").fetchone()[0] == 0
+
+
+def test_a_version_1_index_is_upgraded_with_its_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "index.sqlite3"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        with Index(path) as ix:
+            ix.set_vocabulary(VOCAB)
+            ix.upsert_photos([rec("/p/a.jpg", ("cat", 0.9, "model", "added"))])
+    with Index(path) as ix:
+        assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        got = ix.get(Path("/p/a.jpg"))
+        assert [t.name for t in got.tags] == ["cat"] and got.reverted is False
+        ix.upsert_photos([rec("/p/a.jpg", reverted=True)])
+        assert ix.get(Path("/p/a.jpg")).reverted

@@ -242,6 +242,7 @@ def _show_json(record: Any) -> str:
     return json.dumps({
         "path": str(record.path),
         "status": record.status,
+        "reverted": record.reverted,
         "error": record.error,
         "model_version": record.model_version,
         "tagged_at": _iso(record.tagged_at),
@@ -263,6 +264,8 @@ def _show_text(record: Any) -> str:
     lines = [str(record.path)]
     status = record.status + (f": {record.error}" if record.error else "")
     lines.append(f"  status   {status}")
+    if record.reverted:
+        lines.append("  reverted tagd's tags taken back (tagd revert); left alone until `tagd tag --write` on it")
     if record.model_version or record.tagged_at:
         when = f", tagged {_human_time(record.tagged_at)}" if record.tagged_at else ""
         lines.append(f"  model    {record.model_version or '-'}{when}")

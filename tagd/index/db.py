@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
@@ -78,6 +78,9 @@ class PhotoRecord:
     tagged_at: datetime | None = None
     tags: list[IndexedTag] = field(default_factory=list)
     embedding: np.ndarray | None = None  # float32 (dim,), L2-normalised
+    # The user ran `tagd revert`: the daemon and scans leave the photo alone until
+    # `tagd tag --write` tags it again (which records it with this False).
+    reverted: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class _Prepared:
     taken: str | None
     tags: list[tuple[str, str, float, int, int]]  # key, name, score, source code, state code
     embedding: tuple[int, float, bytes, bytes] | None  # dim, scale, int8 code, float16 vector
+    reverted: bool
 
 
 _PHOTO_COLUMNS = (
@@ -353,6 +357,11 @@ class Index:
                 new_id = conn.execute(insert_sql, (rec.path_bytes, *rec.row)).lastrowid
                 assert new_id is not None
                 photo_id, old_keys = new_id, set()
+            if rec.reverted:
+                conn.execute("INSERT OR REPLACE INTO photo_reverted (photo_id, reverted_at) VALUES (?, ?)",
+                             (photo_id, _iso(datetime.now(timezone.utc).replace(microsecond=0), naive=False)))
+            elif found:
+                conn.execute("DELETE FROM photo_reverted WHERE photo_id = ?", (photo_id,))
             own = []
             seen: set[int] = set()
             for key, name, score, source, state in rec.tags:
@@ -462,6 +471,7 @@ class Index:
                     (photo_id,),
                 )
             ]
+            reverted = conn.execute("SELECT 1 FROM photo_reverted WHERE photo_id = ?", (photo_id,)).fetchone() is not None
             vector = None
             if embedding:
                 emb = conn.execute("SELECT dim, vector FROM embedding WHERE photo_id = ?", (photo_id,)).fetchone()
@@ -484,6 +494,7 @@ class Index:
                 tagged_at=_dt(cols["tagged_at"]),
                 tags=tag_list,
                 embedding=vector,
+                reverted=reverted,
             )
 
         return self.read(tx)
@@ -684,7 +695,7 @@ def _prepare(record: PhotoRecord) -> _Prepared:
         from tagd.index.similar import encode_vector
 
         embedding = encode_vector(record.embedding)
-    return _Prepared(path, os.fsencode(path), row, record.status, taken, tag_list, embedding)
+    return _Prepared(path, os.fsencode(path), row, record.status, taken, tag_list, embedding, bool(record.reverted))
 
 
 _STATUSES = frozenset(STATUSES)

@@ -13,6 +13,7 @@ Tables:
   photo_tag    a photo's tags: score, source and state (as small integers, see query.py)
   embedding    a photo's embedding: float16 vector, plus int8 codes and a scale for fast scans
   bitmap       derived: photo-id bitmaps per tag/month/year/status/source/state (tagd.index.bitmaps)
+  photo_reverted  (v2) photos the user ran `tagd revert` on: left alone until tagged again on request
   meta         key/value: vocabulary hash, generation counters
 """
 
@@ -110,8 +111,17 @@ def _create_v1(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _add_reverted(conn: sqlite3.Connection) -> None:
+    # A table of its own, not a status: photo.status has a CHECK constraint, and changing one
+    # means rebuilding the table, whose foreign keys cascade into every tag and embedding.
+    conn.execute("""CREATE TABLE photo_reverted (
+        photo_id INTEGER PRIMARY KEY REFERENCES photo (id) ON DELETE CASCADE,
+        reverted_at TEXT NOT NULL
+    )""")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _add_reverted]
 
 
 def latest_version() -> int:
