@@ -203,6 +203,7 @@ class Pipeline:
         if not result.ok:
             return PhotoOutcome(result.path, error=result.error, ms=_ms(started),
                                 record=self._failed_record(result.path, result.error or "unreadable"))
+        current = refined = None
         try:
             current = self.writer.read(result.path)
             refined = self.refine(current, result, evidence)
@@ -220,7 +221,7 @@ class Pipeline:
             outcome = self.writer.write(current, update)
         except WriteError as exc:
             return PhotoOutcome(result.path, result.tags, error=exc.reason, ms=_ms(started),
-                                record=self._failed_record(result.path, exc.reason))
+                                record=self._unwritten_record(result, current, refined, exc.reason))
         ms = _ms(started)
         newly = [k for k in refined.removed if k not in set(current.provenance.removed if current.provenance else ())]
         removed = f" -[{', '.join(newly)}]" if newly else ""
@@ -303,6 +304,20 @@ class Pipeline:
             status="tagged", model_version=self.tagger.model.version, tagged_at=datetime.now().replace(microsecond=0),
             tags=tags, embedding=result.embedding,
         )
+
+    def _unwritten_record(self, result: TagResult, current: PhotoKeywords | None, refined: Refinement | None,
+                          reason: str) -> "PhotoRecord | None":
+        """A photo tagged but not written (read-only, damaged metadata, ...): failed, with the
+        reason, yet its tags and embedding recorded, so that search and `tagd similar` still
+        find it. Not retried until the file changes, like any failure."""
+        if self.index is None or current is None or refined is None:
+            return self._failed_record(result.path, reason)
+        try:
+            record = self._record(result, current, refined, None)
+        except OSError:  # vanished meanwhile
+            return self._failed_record(result.path, reason)
+        record.status, record.error = "failed", reason
+        return record
 
     def _failed_record(self, path: Path, reason: str) -> "PhotoRecord | None":
         if self.index is None:

@@ -159,3 +159,22 @@ def test_revert_updates_the_index_and_the_photo_is_left_alone_until_asked(photos
     assert tagd("--index", str(index), "tag", "--write", str(cat)).returncode == 0
     shown = json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)
     assert not shown["reverted"] and "cat" in [t["name"] for t in shown["tags"] if t["state"] == "added"]
+
+
+def test_a_photo_that_cannot_be_written_is_still_indexed_and_found(photos: Path, tmp_path: Path) -> None:
+    """Tagged but refused (here a read-only file): failed with the reason, but its tags are in
+    the index, so search finds it; unchanged, it is not retried."""
+    index = tmp_path / "index.sqlite3"
+    cat = photos / "chelsea.jpg"
+    cat.chmod(0o444)
+    before = cat.read_bytes()
+    proc = tagd("--index", str(index), "tag", "--write", str(cat))
+    assert proc.returncode == 1 and "read-only file" in proc.stdout
+    assert cat.read_bytes() == before
+    shown = json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)
+    assert shown["status"] == "failed" and "read-only file" in shown["error"]
+    assert "cat" in [t["name"] for t in shown["tags"]]
+    found = tagd("--index", str(index), "search", "cat")
+    assert found.returncode == 0 and str(cat) in found.stdout
+    scan = tagd("--index", str(index), "scan", str(photos))
+    assert scan.returncode in (0, 1) and "read-only" not in scan.stderr  # not retried while unchanged

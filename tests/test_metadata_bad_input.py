@@ -169,6 +169,15 @@ def test_read_only_file(writer, jpeg: Path) -> None:
     refused(writer, jpeg, "read-only file")
 
 
+def test_directory_without_write_bits(writer, jpeg: Path) -> None:
+    """chmod 555 on a folder says "do not change": refused even for root, who could write."""
+    jpeg.parent.chmod(0o555)
+    try:
+        refused(writer, jpeg, "directory is read-only")
+    finally:
+        jpeg.parent.chmod(0o755)
+
+
 def test_hard_linked_file(writer, jpeg: Path) -> None:
     os.link(jpeg, jpeg.with_name("other-name.jpg"))
     refused(writer, jpeg, "hard-linked")

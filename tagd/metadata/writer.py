@@ -258,6 +258,13 @@ class MetadataWriter:
         creating = current.stat is None
         if current.structure_warnings:
             raise WriteError(target, f"damaged metadata ({current.structure_warnings[0]}); not rewritten")
+        try:
+            folder_mode = os.stat(target.parent).st_mode
+        except OSError as exc:
+            raise WriteError(target, _os_reason(exc)) from None
+        if not folder_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
+            # Root could write anyway; the owner's intent counts, as for a read-only file.
+            raise WriteError(target, "directory is read-only (no write permission bits); not written")
         large = not creating and current.stat is not None and current.stat.st_size >= LARGE_FILE_BYTES
         with large_operation if large else contextlib.nullcontext():
             return self._apply_locked(current, values, provenance, creating)
