@@ -121,3 +121,24 @@ def test_revert_removes_a_sidecar_tagd_created(writer, real_photo_dir: Path, tmp
     assert (tmp_path / "IMG_9.ORF.xmp").is_file()
     writer.revert(raw)
     assert not (tmp_path / "IMG_9.ORF.xmp").exists()
+
+
+def test_revert_undoes_both_a_sidecar_and_an_in_file_write(jpeg: Path) -> None:
+    """Tagged in the file, then with --sidecar: one revert takes tagd's tags out of both."""
+    from tagd.metadata import MetadataWriter, WriteOptions
+
+    exiftool_write(jpeg, "-XMP-dc:Subject=Mittens")
+    in_file, sidecar_only = MetadataWriter(), MetadataWriter(options=WriteOptions(sidecar="always"))
+    try:
+        tag_round(in_file, jpeg, [("cat", 0.9)], "m@1")
+        tag_round(sidecar_only, jpeg, [("cat", 0.9), ("sofa", 0.8)], "m@1")
+        sidecar = jpeg.with_name(jpeg.name + ".xmp")
+        assert sidecar.is_file() and "cat" in as_list(exiftool_keywords(jpeg)["XMP-dc:Subject"])
+        outcome = in_file.revert(jpeg)
+        assert outcome.changed and outcome.keywords == ["Mittens"]
+        assert not sidecar.exists()
+        assert as_list(exiftool_keywords(jpeg)["XMP-dc:Subject"]) == ["Mittens"]
+        assert in_file.read(jpeg).provenance is None
+    finally:
+        in_file.exiftool.close()
+        sidecar_only.exiftool.close()

@@ -38,7 +38,7 @@ from tagd.metadata.fields import (
 )
 from tagd.metadata.provenance import NS, Provenance
 from tagd.metadata.sidecar import (
-    SidecarNaming, SidecarPolicy, existing_sidecar, sidecar_path, wants_sidecar,
+    IN_FILE_SUFFIXES, SidecarNaming, SidecarPolicy, existing_sidecar, sidecar_path, wants_sidecar,
 )
 from tagd.metadata.webp import set_xmp
 
@@ -160,6 +160,9 @@ class MetadataWriter:
             keywords = mwg_keywords(file_values)
             return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords,
                                  info=PhotoInfo.from_exiftool(file_record))
+        return self._read_in_file(photo, photo_stat)
+
+    def _read_in_file(self, photo: Path, photo_stat: os.stat_result) -> PhotoKeywords:
         record, charset = self._read_record(photo)
         values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
         prov = Provenance.from_exiftool(record)
@@ -203,8 +206,24 @@ class MetadataWriter:
                             photo_sha256=digest if current.target == current.photo else None)
 
     def revert(self, photo: Path) -> WriteOutcome:
-        """Give the photo back the keywords it had before tagd, and drop tagd's namespace."""
+        """Give the photo back the keywords it had before tagd, and drop tagd's namespace.
+
+        A photo tagd wrote in the file and later (`--sidecar`) into a sidecar too is reverted in
+        both places, the sidecar first: its "originals" hold the file's keywords with tagd's."""
         current = self.read(photo)
+        outcome = self._revert(current)
+        if not current.in_sidecar or current.photo.suffix.lower() not in IN_FILE_SUFFIXES:
+            return outcome
+        inner = self._read_in_file(current.photo, os.stat(current.photo))
+        if inner.provenance is None:
+            return outcome
+        in_file = self._revert(inner)
+        if not outcome.changed:
+            return in_file
+        keywords = in_file.keywords if not current.target.exists() else outcome.keywords
+        return WriteOutcome(current.photo, current.target, True, keywords, f"{outcome.message}, and {in_file.message} in the file")
+
+    def _revert(self, current: PhotoKeywords) -> WriteOutcome:
         prov = current.provenance
         if prov is None:
             return WriteOutcome(current.photo, current.target, False, current.keywords, "nothing to revert: tagd never wrote here")
