@@ -126,7 +126,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     out = sys.stdout
     failed = done = 0
     started = time.monotonic()
-    for result in tagger.tag_paths(_photo_paths(args.paths)):
+    for result in tagger.tag_paths(_photo_paths([Path(os.path.abspath(p)) for p in args.paths])):
         done += 1
         failed += _counted_failure(result)
         if args.json:

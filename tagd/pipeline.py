@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
+from tagd.metadata.writer import refused_for_permissions, writable
 from tagd.refine import PIPELINE, LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
 from tagd.tagger import Tagger, TagResult
 from tagd.vocab import ScoredTag, Vocabulary
@@ -149,7 +150,9 @@ class Pipeline:
         if record.status not in ("tagged", "failed"):
             return True
         if (record.size, record.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            return False
+            # A photo refused as read-only is worth a new try once a chmod has lifted that.
+            # Only then: an unchanged refusal is not retried in a loop.
+            return record.status == "failed" and refused_for_permissions(record.error) and writable(self.writer.target(path))
         if record.status == "tagged" and record.content_hash and record.size == st.st_size:
             if file_sha256(path) == record.content_hash:
                 record.mtime_ns = st.st_mtime_ns

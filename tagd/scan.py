@@ -32,6 +32,7 @@ class Known:
     content_hash: str | None
     status: str
     model_version: str | None
+    error: str | None = None
 
 
 @dataclass
@@ -85,7 +86,7 @@ def known_under(index: "Index", root: Path) -> dict[Path, Known]:
 
     def read(conn: sqlite3.Connection) -> dict[Path, Known]:
         rows = conn.execute(
-            "SELECT path, size, mtime_ns, content_hash, status, model_version FROM photo "
+            "SELECT path, size, mtime_ns, content_hash, status, model_version, error FROM photo "
             "WHERE status != 'gone' AND substr(CAST(path AS BLOB), 1, ?) = ?",
             (len(prefix), prefix),
         )
@@ -96,6 +97,7 @@ def known_under(index: "Index", root: Path) -> dict[Path, Known]:
 
 def plan(index: "Index", roots: list[Path], filter_: PathFilter, model_version: str,
          follow_symlinks: bool = False) -> ScanPlan:
+    from tagd.metadata.writer import refused_for_permissions
     from tagd.pipeline import file_sha256
 
     result = ScanPlan()
@@ -108,7 +110,11 @@ def plan(index: "Index", roots: list[Path], filter_: PathFilter, model_version: 
                 fresh.append((path, st))
             elif (record.size, record.mtime_ns) != (st.st_size, st.st_mtime_ns) or (
                 record.status == "tagged" and record.model_version != model_version
-            ) or record.status not in ("tagged", "failed"):
+            ) or record.status not in ("tagged", "failed") or (
+                record.status == "failed" and refused_for_permissions(record.error)
+            ):
+                # (A read-only refusal goes to the pipeline, whose needs_work retries it only
+                # if a chmod has lifted it since.)
                 result.work.append(path)
             else:
                 result.unchanged += 1

@@ -178,3 +178,10 @@ def test_a_photo_that_cannot_be_written_is_still_indexed_and_found(photos: Path,
     assert found.returncode == 0 and str(cat) in found.stdout
     scan = tagd("--index", str(index), "scan", str(photos))
     assert scan.returncode in (0, 1) and "read-only" not in scan.stderr  # not retried while unchanged
+    assert cat.read_bytes() == before
+
+    cat.chmod(0o644)  # the owner lifts it: the next scan (or the daemon, on the chmod's event) writes it
+    scan = tagd("--index", str(index), "scan", str(photos))
+    assert scan.returncode == 0, scan.stderr
+    assert "cat" in as_list(exiftool_keywords(cat)["XMP-dc:Subject"])
+    assert json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)["status"] == "tagged"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from metadata_oracles import exiftool_write
-from tagd.metadata.fields import FieldValues, iptc_charset, mwg_keywords, truncate_utf8
+from tagd.metadata.fields import IPTC_MIXED, FieldValues, iptc_charset, mwg_keywords, truncate_utf8
 
 
 def values(digest: str | None = None, current: str | None = None, has_xmp: bool = True, **present: list[str]) -> FieldValues:
@@ -79,9 +79,11 @@ def test_iptc_charset_from_the_bytes_when_the_file_does_not_declare_one() -> Non
     utf8 = {"IPTC:Keywords": ["Caf\xc3\xa9", "plain"], "IPTC:City": "Z\xc3\xbcrich", "XMP-dc:Subject": "Caf\xc3\xa9"}
     assert iptc_charset(utf8) == "UTF8"
     assert utf8 == {"IPTC:Keywords": ["Café", "plain"], "IPTC:City": "Zürich", "XMP-dc:Subject": "Caf\xc3\xa9"}
-    # One field that is not UTF-8 makes the whole block Latin: nothing is half re-decoded.
-    mixed = {"IPTC:Keywords": ["Caf\xc3\xa9"], "IPTC:City": "Z\xfcrich"}
-    assert iptc_charset(mixed) == "Latin" and mixed["IPTC:Keywords"] == ["Caf\xc3\xa9"]
+    # A block edited by tools of both kinds: each value read in its own charset, and the block
+    # said to be mixed (exiftool cannot re-encode it without garbling one kind).
+    mixed = {"IPTC:Keywords": ["Caf\xc3\xa9", "na\xefve"], "IPTC:City": "Z\xfcrich"}
+    assert iptc_charset(mixed) == IPTC_MIXED
+    assert mixed == {"IPTC:Keywords": ["Café", "naïve"], "IPTC:City": "Zürich"}
     # cp1252's own characters (€ is byte 0x80) and the bytes it leaves undefined.
     assert iptc_charset({"IPTC:Keywords": "\u20ac \x81"}) == "Latin"
     assert iptc_charset({"IPTC:Keywords": "ascii only"}) == "UTF8"

@@ -356,3 +356,36 @@ def test_a_file_name_that_is_not_utf8_is_written(writer, real_photo_dir: Path, t
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left behind
     writer.revert(path)
     assert writer.read(path).keywords == ["été"]  # update() counts only "cat" as tagd's addition
+
+
+def test_iptc_mixing_latin1_and_utf8_is_read_right_and_never_rewritten(writer, real_photo_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    """A Latin-1 keyword from an old tool and a UTF-8 one from a newer tool, no 1:90: exiftool can
+    re-encode the block in only one charset, which would garble the other. Refused, untouched."""
+    import subprocess
+
+    from tagd.metadata import WriteError
+
+    path = tmp_path / "mixed.jpg"
+    shutil.copy(real_photo_dir / "chelsea.jpg", path)
+    for charset, keyword in (("Latin", "Café"), ("UTF8", "naïve")):
+        subprocess.run(["exiftool", "-q", "-overwrite_original", "-charset", f"iptc={charset}",
+                        f"-IPTC:Keywords+={keyword}", str(path)], check=True, timeout=60)
+    before = path.read_bytes()
+    assert "Café".encode("latin-1") in before and "naïve".encode() in before
+    current = writer.read(path)
+    assert current.keywords == ["Café", "naïve"]
+    with pytest.raises(WriteError, match="mixes UTF-8 and Latin-1"):
+        writer.write(current, update(["Café", "naïve", "cat"]))
+    assert path.read_bytes() == before and temp_files(tmp_path) == []
+
+
+def test_same_keywords_in_another_order_do_not_rewrite_the_file(writer, jpeg: Path) -> None:
+    """As the library grows its evidence reorders tagd's additions; a photo whose keywords are
+    the same is not rewritten just to reorder them (sync clients would upload it again)."""
+    write(writer, jpeg, update(["Mittens", "cat", "animal"]))
+    before = jpeg.read_bytes()
+    outcome = write(writer, jpeg, update(["Mittens", "animal", "cat"]))
+    assert not outcome.changed and jpeg.read_bytes() == before
+    assert outcome.keywords == ["Mittens", "cat", "animal"]
+    assert write(writer, jpeg, update(["Mittens", "animal", "cat", "sofa"])).changed  # a new one: written

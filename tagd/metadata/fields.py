@@ -71,36 +71,49 @@ IPTC_MAX_BYTES = 64
 # How exiftool must decode IPTC that does not declare its charset (no CodedCharacterSet, 1:90):
 # read it as "Latin" (cp1252, exiftool's default) first, which maps every byte to a character.
 IPTC_READ_CHARSET = "Latin"
+IPTC_MIXED = "mixed"
 
 
 def iptc_charset(record: dict[str, Any]) -> str:
-    """The charset this file's IPTC is in, for exiftool's `-charset iptc=...`; fixes `record`.
+    """The charset of this file's IPTC, for exiftool's `-charset iptc=...`; fixes `record`.
 
     IPTC without 1:90 has no declared charset: older tools wrote Latin-1/cp1252, many newer
-    ones UTF-8. Read as UTF-8, Latin-1 bytes come out as U+FFFD and a write would store "Caf?";
-    read as Latin, UTF-8 comes out as "CafÃ©" and a write would make that permanent. So
-    `record` is read as Latin and its bytes are looked at: if every IPTC string is valid UTF-8,
-    the strings in `record` are re-decoded as UTF-8 and "UTF8" is returned, else "Latin".
+    ones UTF-8, and a file edited by both holds some of each. Read as UTF-8, Latin-1 bytes
+    come out as U+FFFD and a write would store "Caf?"; read as Latin, UTF-8 comes out as
+    "CafÃ©" and a write would make that permanent. So `record` is read as Latin and each
+    value's bytes are looked at: valid UTF-8 is re-decoded as UTF-8, the rest stays Latin.
+    Returns "UTF8" or "Latin" when every value agrees, IPTC_MIXED when they do not: exiftool
+    can only re-encode a block in one charset, so such a block must not be rewritten.
     """
     if "IPTC:CodedCharacterSet" in record:
         return "UTF8"  # declared: exiftool follows the file whatever the option says
-    decoded: dict[str, Any] = {}
-    for key, value in record.items():
+    kinds: set[str] = set()
+    for key, value in list(record.items()):
         if not key.startswith("IPTC:"):
             continue
         items = value if isinstance(value, list) else [value]
         out = []
         for item in items:
-            raw = _latin_bytes(str(item))
+            text = str(item)
+            raw = _latin_bytes(text)
+            if raw is None or raw.isascii():
+                out.append(text)
+                continue
             try:
-                out.append(raw.decode("utf-8") if raw is not None else None)
+                out.append(raw.decode("utf-8"))
+                kinds.add("UTF8")
             except UnicodeDecodeError:
-                return IPTC_READ_CHARSET
-            if out[-1] is None:
-                return IPTC_READ_CHARSET
-        decoded[key] = out if isinstance(value, list) else out[0]
-    record.update(decoded)
-    return "UTF8"
+                out.append(text)
+                kinds.add("Latin")
+        record[key] = out if isinstance(value, list) else out[0]
+    if len(kinds) > 1:
+        return IPTC_MIXED
+    return kinds.pop() if kinds else "UTF8"
+
+
+def exiftool_iptc_charset(charset: str) -> str:
+    """What to tell exiftool: a mixed block is read as Latin, which maps every byte."""
+    return IPTC_READ_CHARSET if charset == IPTC_MIXED else charset
 
 
 def _latin_bytes(text: str) -> bytes | None:

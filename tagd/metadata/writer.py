@@ -33,7 +33,7 @@ from tagd.metadata.containers import (
 )
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, IPTC_READ_CHARSET, READ_ARGS, FieldValues, PhotoInfo, iptc_charset, keywords_after_edits, mwg_keywords, read_xp_keywords, structural_warnings,
+    ALWAYS, FIELDS, IPTC_READ_CHARSET, READ_ARGS, IPTC_MIXED, FieldValues, PhotoInfo, exiftool_iptc_charset, iptc_charset, keywords_after_edits, mwg_keywords, read_xp_keywords, structural_warnings,
     truncate_utf8, unique, xp_argument,
 )
 from tagd.metadata.provenance import NS, Provenance
@@ -56,6 +56,27 @@ _EXPECTED_CHANGES = {
     "RIFF:WebP_Flags",  # the VP8X flag that announces an XMP chunk
     "IPTC:EnvelopeRecordVersion",  # added with CodedCharacterSet (envelope record 1:90)
 }
+
+
+# The refusals that a chmod can lift (refused_for_permissions, writable).
+READ_ONLY_FILE = "read-only file (no write permission bits)"
+READ_ONLY_DIRECTORY = "directory is read-only (no write permission bits)"
+
+
+def refused_for_permissions(reason: str | None) -> bool:
+    return bool(reason) and reason.startswith((READ_ONLY_FILE, READ_ONLY_DIRECTORY))  # type: ignore[union-attr]
+
+
+def writable(target: Path) -> bool:
+    """Whether the permission bits of `target` (if it exists) and its folder now allow a
+    write: the checks behind READ_ONLY_FILE and READ_ONLY_DIRECTORY."""
+    bits = stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH
+    try:
+        if target.exists() and not os.stat(target).st_mode & bits:
+            return False
+        return bool(os.stat(target.parent).st_mode & bits)
+    except OSError:
+        return False
 
 
 class WriteError(TagdError):
@@ -133,6 +154,14 @@ class MetadataWriter:
         return self.exiftool.size if isinstance(self.exiftool, ExifToolPool) else 1
 
     # ---- reading --------------------------------------------------------------------------
+    def target(self, photo: Path) -> Path:
+        """The file a write of `photo`'s keywords goes to: the photo, or its sidecar."""
+        photo = Path(os.path.realpath(photo))
+        sidecar = existing_sidecar(photo)
+        if sidecar is None and not wants_sidecar(photo, self.options.sidecar):
+            return photo
+        return sidecar or sidecar_path(photo, self.options.sidecar_naming)
+
     def read(self, photo: Path) -> PhotoKeywords:
         """The photo's keywords by the MWG rule, from its sidecar when it has (or needs) one."""
         photo = Path(os.path.realpath(photo))
@@ -184,6 +213,10 @@ class MetadataWriter:
     # ---- writing --------------------------------------------------------------------------
     def write(self, current: PhotoKeywords, update: KeywordUpdate) -> WriteOutcome:
         final = unique(k for k in (clean_keyword(k) for k in update.keywords) if k)
+        if set(final) == set(current.keywords):
+            # The same keywords ranked a little differently (the library's evidence grows):
+            # the file's order stays, and an unchanged photo is not rewritten to reorder it.
+            final = list(current.keywords)
         values = self._field_values(current, final, update.hierarchy)
         previous = current.provenance
         provenance = Provenance(
@@ -277,13 +310,16 @@ class MetadataWriter:
         creating = current.stat is None
         if current.structure_warnings:
             raise WriteError(target, f"damaged metadata ({current.structure_warnings[0]}); not rewritten")
+        if current.iptc_charset == IPTC_MIXED and values.get("iptc") is not None:
+            raise WriteError(target, "IPTC mixes UTF-8 and Latin-1 text without saying which; rewriting it would garble one; "
+                                     "not rewritten")
         try:
             folder_mode = os.stat(target.parent).st_mode
         except OSError as exc:
             raise WriteError(target, _os_reason(exc)) from None
         if not folder_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
             # Root could write anyway; the owner's intent counts, as for a read-only file.
-            raise WriteError(target, "directory is read-only (no write permission bits); not written")
+            raise WriteError(target, f"{READ_ONLY_DIRECTORY}; not written")
         large = not creating and current.stat is not None and current.stat.st_size >= LARGE_FILE_BYTES
         with large_operation if large else contextlib.nullcontext():
             return self._apply_locked(current, values, provenance, creating)
@@ -393,7 +429,7 @@ class MetadataWriter:
         if st.st_nlink > 1:
             raise WriteError(target, f"hard-linked ({st.st_nlink} links): rewriting would break the link; use sidecar mode")
         if not st.st_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
-            raise WriteError(target, "read-only file (no write permission bits); not written")
+            raise WriteError(target, f"{READ_ONLY_FILE}; not written")
         if not os.access(target.parent, os.W_OK | os.X_OK):
             raise WriteError(target, "directory is not writable; use sidecar mode elsewhere or fix permissions")
         try:
@@ -408,7 +444,7 @@ class MetadataWriter:
     def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None,
                        charset: str) -> list[str]:
         # The existing IPTC is decoded in its own charset; what tagd writes is always UTF-8 (1:90).
-        args = ["-charset", f"iptc={charset}"]
+        args = ["-charset", f"iptc={exiftool_iptc_charset(charset)}"]
         for short, items in values.items():
             tag = FIELDS[short]
             if short == "iptc" and items is not None:
@@ -492,7 +528,8 @@ class MetadataWriter:
 
     def _read_all(self, original: Path, paths: list[Path], charset: str, validate: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
-            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])], charset)
+            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])],
+                                               exiftool_iptc_charset(charset))
         except ExifToolError as exc:
             raise WriteError(original, f"cannot re-read the written file: {exc}") from None
         return old, new
