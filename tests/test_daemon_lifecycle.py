@@ -22,7 +22,7 @@ from daemon_harness import (
     DaemonProcess, copy_file, exiftool_many, has_provenance, index_keywords, index_rows, integrity, subjects,
     tagged, temp_files_under, write_config,
 )
-from metadata_oracles import as_list, exiftool_keywords
+from metadata_oracles import as_list, exiftool_json, exiftool_keywords, exiftool_write
 
 
 def file_state(paths: list[Path]) -> dict[str, tuple[bytes, int]]:
@@ -280,3 +280,37 @@ def test_folder_renamed_while_watched(real_photo_dir: Path, tmp_path: Path) -> N
         assert after[str(renamed / name)]["id"] == rows[str(album / name)]["id"]
         assert after[str(renamed / name)]["tagged_at"] == rows[str(album / name)]["tagged_at"]
     assert sorted(daemon.tagged_paths()) == sorted([str(big), str(album / "cat.jpg"), str(renamed / "coffee.jpg")])
+
+
+def test_a_photo_reverted_while_the_daemon_runs_is_left_alone(real_photo_dir: Path, tmp_path: Path) -> None:
+    """`tagd revert` writes the photo (an event for the daemon): the running service must not
+    tag it straight back, and must still tag the next new photo."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    db = tmp_path / "index.sqlite3"
+    config = write_config(tmp_path / "config.toml", settle_s=0.3)
+    cat, cup = root / "chelsea.jpg", root / "coffee.jpg"
+    with DaemonProcess(tmp_path, [root], config=config, index=db) as daemon:
+        daemon.wait_ready()
+        copy_file(real_photo_dir / "chelsea.jpg", cat)
+        daemon.wait_for(lambda: tagged(db, [cat]), 90, "the cat tagged")
+        assert "cat" in as_list(exiftool_keywords(cat).get("XMP-dc:Subject"))
+
+        proc = subprocess.run([sys.executable, "-m", "tagd", "--config", str(config), "--index", str(db), "revert", str(cat)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        reverted = cat.read_bytes()
+        copy_file(real_photo_dir / "coffee.jpg", cup)  # the daemon is busy with something after it
+        daemon.wait_for(lambda: tagged(db, [cup]), 90, "the cup tagged")
+        time.sleep(1.0)  # settle time x 3 past the revert's own event
+        assert cat.read_bytes() == reverted
+        assert "XMP-dc:Subject" not in exiftool_keywords(cat)
+        assert index_keywords(db, cat) == set()
+
+        exiftool_write(cat, "-XMP-dc:Subject=Tom")  # the user edits it later: still theirs alone
+        copy_file(real_photo_dir / "rocket.jpg", root / "rocket.jpg")
+        daemon.wait_for(lambda: tagged(db, [root / "rocket.jpg"]), 90, "the rocket tagged")
+        time.sleep(1.0)
+        assert as_list(exiftool_keywords(cat).get("XMP-dc:Subject")) == ["Tom"]
+        assert not any(k.startswith("XMP-tagd:") for k in exiftool_json(cat, "-XMP-tagd:all"))
+        assert daemon.tagged_paths().count(str(cat)) == 1
