@@ -198,6 +198,8 @@ class Daemon:
         except Exception:
             log.exception("reconciliation failed; retrying at the next rescan")
             return
+        for root in roots:
+            self.watcher.check_coverage(root, fatal=False)
         log.info("reconciled %s: %d to tag, %d moved, %d gone, %d unchanged",
                  ", ".join(map(str, roots)), len(found.work), len(found.moves), len(found.gone), found.unchanged)
         self._scan_findings.append(found)

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from watchdog.events import (
-    DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
-    FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
+    DirAttribEvent, DirDeletedEvent, DirMovedEvent, EventsLostEvent, FileAttribEvent, FileClosedEvent,
+    FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
 )
 
 from tagd.errors import TagdError
+from tagd.inotify import unwatched, why_unwatchable
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +272,19 @@ class _Handler(FileSystemEventHandler):
     def _dispatch(self, event: FileSystemEvent) -> None:
         w = self.w
         src = Path(os.fsdecode(event.src_path))
-        if isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        if isinstance(event, (FileCreatedEvent, FileModifiedEvent, FileAttribEvent)):
+            # FileAttribEvent: a chmod (or chown, xattr) gives a photo refused as read-only a new
+            # try; the settler hands it on only if its identity (ctime included) changed.
             if w.filter.accepts(src):
                 w.settler.touch(src)
+        elif isinstance(event, DirAttribEvent):
+            # A folder made writable: its photos refused for a read-only folder get a new try
+            # (the pipeline retries only those; the others are unchanged and skipped cheaply).
+            w.retry_folder(src)
+        elif isinstance(event, EventsLostEvent):
+            # The kernel's queue overflowed (IN_Q_OVERFLOW): events were dropped; watchdog has
+            # rebuilt its watches, and a reconciliation finds what the lost events said.
+            w.emit(Change("rescan", src))
         elif isinstance(event, FileClosedEvent):
             if w.filter.accepts(src):
                 w.settler.touch(src, closed=True)
@@ -299,23 +310,6 @@ class _Handler(FileSystemEventHandler):
             w.emit(Change("rescan", src))
 
 
-class _OverflowHook(logging.Handler):
-    """The kernel's inotify queue overflowed (IN_Q_OVERFLOW): events were dropped. watchdog
-    rebuilds its watches but tells event handlers nothing; its only signal is this log record,
-    so tagd listens for it and asks for a reconciliation instead of losing those files."""
-
-    LOGGER = "watchdog.observers.inotify_c"
-    MESSAGE = "Inotify queue overflowed"
-
-    def __init__(self, watcher: "Watcher") -> None:
-        super().__init__(logging.WARNING)
-        self.watcher = watcher
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith(self.MESSAGE) and self.watcher.filter.roots:
-            self.watcher.emit(Change("rescan", self.watcher.filter.roots[0]))
-
-
 class Watcher:
     """Recursive watches on the roots; `emit` receives settled changes."""
 
@@ -331,7 +325,6 @@ class Watcher:
         self._watches: dict[Path, object] = {}
         self._stop = threading.Event()
         self._settle_thread: threading.Thread | None = None
-        self._overflow_hook: _OverflowHook | None = None
 
     def start(self) -> None:
         if self.polling:
@@ -342,8 +335,6 @@ class Watcher:
             from watchdog.observers import Observer
 
             self._observer = Observer()
-            self._overflow_hook = _OverflowHook(self)
-            logging.getLogger(_OverflowHook.LOGGER).addHandler(self._overflow_hook)
         self._observer.daemon = True
         self._observer.start()
         try:
@@ -375,16 +366,48 @@ class Watcher:
                 if exc.errno == errno.ENOSPC:
                     raise WatchLimitError(inotify_limit_message()) from None
                 raise
+            self.check_coverage(root)
             log.info("watching %s%s", root, " (polling)" if self.polling else "")
+
+    def check_coverage(self, root: Path, fatal: bool = True) -> int:
+        """Find the folders under `root` that have no inotify watch (watchdog may swallow the
+        errors below the root) and say why; returns how many. The watch limit raises
+        WatchLimitError (`fatal`, at start) or is logged as an error (at a rescan, which finds
+        those folders' photos meanwhile); a folder that cannot be watched for another reason
+        is logged. Polling watches everything: nothing to check."""
+        if self.polling:
+            return 0
+        missing = unwatched(root)
+        for folder in missing:
+            err = why_unwatchable(folder)
+            if err == errno.ENOSPC:
+                if fatal:
+                    raise WatchLimitError(inotify_limit_message())
+                log.error("%s and %d other folder(s) are not watched: %s", folder, len(missing) - 1, inotify_limit_message())
+                break
+            if err:
+                log.warning("%s: cannot watch this folder (%s); its photos are found by rescans only",
+                            folder, os.strerror(err))
+        return len(missing)
+
+    def retry_folder(self, folder: Path) -> None:
+        """Hand the photos directly in `folder` to the settler again, even those it handed on a
+        moment ago: a folder's chmod changes nothing about the files themselves."""
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            path = folder / name
+            if self.filter.accepts(path):
+                self.settler.forget(path)
+                self.settler.touch(path, closed=True)
 
     @property
     def alive(self) -> bool:
         return bool(self._observer and self._observer.is_alive() and self._settle_thread and self._settle_thread.is_alive())
 
     def stop(self) -> None:
-        if self._overflow_hook is not None:
-            logging.getLogger(_OverflowHook.LOGGER).removeHandler(self._overflow_hook)
-            self._overflow_hook = None
         self._stop.set()
         self.settler._wake.set()
         if self._observer is not None:

@@ -314,3 +314,38 @@ def test_a_photo_reverted_while_the_daemon_runs_is_left_alone(real_photo_dir: Pa
         assert as_list(exiftool_keywords(cat).get("XMP-dc:Subject")) == ["Tom"]
         assert not any(k.startswith("XMP-tagd:") for k in exiftool_json(cat, "-XMP-tagd:all"))
         assert daemon.tagged_paths().count(str(cat)) == 1
+
+
+def test_a_chmod_lifts_a_read_only_refusal_while_the_daemon_runs(real_photo_dir: Path, tmp_path: Path) -> None:
+    """A photo refused as read-only (the file, or its folder) is written as soon as the owner
+    makes it writable: the real inotify watch sees the chmod (IN_ATTRIB), with no rescan."""
+    root = tmp_path / "photos"
+    locked_dir = root / "locked"
+    locked_dir.mkdir(parents=True)
+    db = tmp_path / "index.sqlite3"
+    config = write_config(tmp_path / "config.toml")  # rescan_interval_s = 0: only events count
+    photo, in_dir = root / "chelsea.jpg", locked_dir / "coffee.jpg"
+    copy_file(real_photo_dir / "chelsea.jpg", photo)
+    copy_file(real_photo_dir / "coffee.jpg", in_dir)
+    photo.chmod(0o444)
+    locked_dir.chmod(0o555)
+    try:
+        with DaemonProcess(tmp_path, [root], config=config, index=db) as daemon:
+            daemon.wait_ready()
+            daemon.wait_for(lambda: {r["status"] for p, r in index_rows(db).items()} == {"failed"} and len(index_rows(db)) == 2,
+                            60, "both photos refused")
+            assert "read-only" in index_rows(db)[str(photo)]["error"]
+            assert "read-only" in index_rows(db)[str(in_dir)]["error"]
+            assert subjects(exiftool_many([photo])[str(photo)]) == []
+            photo.chmod(0o644)
+            daemon.wait_for(lambda: tagged(db, [photo]), 30, "the file written after its chmod")
+            locked_dir.chmod(0o755)
+            daemon.wait_for(lambda: tagged(db, [in_dir]), 30, "the photo written after its folder's chmod")
+            rc, _ = daemon.terminate()
+            assert rc == 0, daemon.tail()
+            assert daemon.log().count("INFO reconciled ") == 1, "no rescan: the chmod events did it"
+    finally:
+        locked_dir.chmod(0o755)
+    records = exiftool_many([photo, in_dir])
+    for path in (photo, in_dir):
+        assert has_provenance(records[str(path)]) and subjects(records[str(path)]), path
