@@ -247,6 +247,9 @@ class Pipeline:
         `tagd revert` can restore them all.
         """
         prov = current.provenance
+        if prov is not None and prov.model_version == self.tagger.model.version and \
+                {k.casefold() for k in current.keywords} == {k.casefold() for k in prov.written}:
+            return self._settled(current)
         history = dict(
             previously_added=prov.added if prov else (),
             previously_written=prov.written if prov else (),
@@ -265,10 +268,12 @@ class Pipeline:
                     tag_scores[self._vocab_index[t.name]] = t.score
         words = {*current.keywords, *(t for n in neighbours for t in n.tags), *(t.name for t in result.tags)}
         raw, scores = model_evidence(self.tagger.vocabulary, self._vocab_index, tag_scores, words)
+        # tagd's earlier additions the user kept stand unless the evidence against them is strong.
+        standing = [k for k in (prov.added if prov else ()) if k.casefold() in have]
         refined = refine(
             current.keywords, scores, mode=self.mode, neighbours=neighbours,
             library=evidence.stats if evidence is not None else LibraryStats(),
-            candidates=[t.name for t in result.tags], keep=reinstated, params=self.params, **history,
+            candidates=[t.name for t in result.tags], keep=reinstated, standing=standing, params=self.params, **history,
         )
         still_removed = [k for k in (prov.removed if prov else ()) if k.casefold() not in have]
         removed_f = {k.casefold() for k in still_removed}
@@ -280,6 +285,20 @@ class Pipeline:
             refined,
             machine_tags={k: round(raw[k.casefold()], 4) for k in refined.machine_tags if vocab.canonical(k) in confident},
             removed=[*still_removed, *(k for k in refined.removed if k.casefold() not in removed_f)],
+        )
+
+    def _settled(self, current: PhotoKeywords) -> Refinement:
+        """A photo tagd wrote at this model version, its keywords untouched since: its tags
+        stand as written. The library's evidence grows with every photo; a re-run that finds
+        nothing new about the photo itself changes nothing in it."""
+        prov = current.provenance
+        assert prov is not None
+        have = {k.casefold() for k in current.keywords}
+        return Refinement(
+            keywords=list(current.keywords), added=[k for k in prov.added if k.casefold() in have],
+            rejected=list(prov.rejected), machine_tags=dict(prov.machine_tags),
+            relevance={k: v for k, v in prov.machine_tags.items()}, removed=list(prov.removed),
+            suggested_removals=[k for k in prov.suggested_removals if k.casefold() in have],
         )
 
     def _record(self, result: TagResult, current: PhotoKeywords, refined: Refinement, sha256: str | None) -> "PhotoRecord":

@@ -225,6 +225,7 @@ def refine(
     previously_written: Sequence[str] = (),
     previously_rejected: Sequence[str] = (),
     keep: Iterable[str] = (),
+    standing: Iterable[str] = (),
     params: RefineParams = RefineParams(),
     lowrank: Mapping[str, float] | None = None,
 ) -> Refinement:
@@ -235,6 +236,9 @@ def refine(
     means "absent" only for those. `candidates` are the model's confident tags: the only
     model-named tags that may be added. `keep`: user keywords never to remove or suggest
     removing, whatever the evidence (the user put them back after tagd removed them).
+    `standing`: tagd's earlier additions still on the photo; they stay added unless the
+    evidence against them is strong (as for removing a user's keyword), so that a re-run does
+    not take back what it wrote for a reason that small.
     `lowrank`, optional, is this photo's row of the library's low-rank completed tag matrix
     (`tagd.lowrank.complete`): each library tag's denoised relevance in [0, 1], an extra
     likelihood ratio against the tag's prior.
@@ -270,6 +274,9 @@ def refine(
     completed = {k.casefold(): float(v) for k, v in (lowrank or {}).items()}
     for tag in completed:
         names.setdefault(tag, tag)
+    standing_f = {k.casefold() for k in standing} - rejected_f
+    for name in standing:
+        names.setdefault(name.casefold(), name)
     context = set(user_f) | {c.casefold() for c in (candidates or ())}
 
     evidence: list[Evidence] = []
@@ -324,6 +331,9 @@ def refine(
             refuting = [r for r in (m_lr, n_lr, l_lr) if r is not None and r < 1.0]
             if refuting and relevance < params.remove_threshold and folded not in keep_f:
                 decision = {"add-only": "keep", "suggest": "suggest-removal", "full": "remove"}[mode]
+        elif folded in standing_f:
+            refuting = [r for r in (m_lr, n_lr, l_lr) if r is not None and r < 1.0]
+            decision = "none" if refuting and relevance < params.remove_threshold else "add"
         elif folded not in rejected_f and relevance >= params.add_threshold and (m_lr is None or m_lr >= 1.0) and (
             candidate_f is None or folded in candidate_f or (n_lr is not None and n_lr >= params.neighbour_add_lr)
             or (l_lr is not None and l_lr >= params.neighbour_add_lr)
@@ -334,7 +344,9 @@ def refine(
     by_name = {e.name.casefold(): e for e in evidence}
     relevance_of = {e.name: e.relevance for e in evidence}
     kept_user = [k for k in user if by_name.get(k.casefold(), None) is None or by_name[k.casefold()].decision != "remove"]
-    additions = sorted((e for e in evidence if e.decision == "add"), key=lambda e: (-e.relevance, e.name))[: params.max_added]
+    # Standing additions first (they were written: not taking them back is the point), then by relevance.
+    additions = sorted((e for e in evidence if e.decision == "add"),
+                       key=lambda e: (e.name.casefold() not in standing_f, -e.relevance, e.name))[: params.max_added]
     if mode != "full":
         # The user's order is theirs; suggest mode only marks, it changes nothing of theirs.
         keywords = [*user, *(e.name for e in additions)]

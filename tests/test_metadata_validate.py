@@ -49,11 +49,11 @@ def test_new_validation_warnings_refused(writer: MetadataWriter, real_photo_dir:
     before, after = inspect(clean, ".jpg"), inspect(warned, ".jpg")
     assert before.payload == after.payload  # only the metadata differs
     assert (metadata_stub(clean, before) is None) == bool(trailer)  # the path under test: stubs or whole files
-    with pytest.raises(WriteError, match="new validation warnings"):
-        writer._metadata_records(original, clean, warned, before, after, temp, "UTF8")
+    with pytest.raises(WriteError, match="would leave a new warning"):
+        writer._metadata_records(original, original, clean, warned, before, after, temp, "UTF8")
     # The other way round (the edit removes warnings) is fine, and so is no change at all.
-    writer._metadata_records(temp, warned, clean, after, before, original, "UTF8")
-    writer._metadata_records(original, clean, clean, before, before, original, "UTF8")
+    writer._metadata_records(temp, temp, warned, clean, after, before, original, "UTF8")
+    writer._metadata_records(original, original, clean, clean, before, before, original, "UTF8")
     assert sorted(tmp_path.iterdir()) == [original, temp]  # the stubs live elsewhere and are gone
 
 

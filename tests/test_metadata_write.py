@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 import shutil
 from pathlib import Path
 
@@ -57,10 +58,10 @@ def test_keywords_read_back_identically_by_exiftool_and_exiv2(writer, real_photo
     assert outcome.changed and outcome.target == path
     got = exiftool_keywords(path)
     assert as_list(got["XMP-dc:Subject"]) == KEYWORDS
-    assert as_list(got["XMP-lr:HierarchicalSubject"]) == ["animal", "animal|cat", *KEYWORDS[2:]]
+    assert as_list(got["XMP-lr:HierarchicalSubject"]) == ["animal|cat", *KEYWORDS[2:]]
     exiv2 = exiv2_keywords(path)
     assert exiv2["subject"] == KEYWORDS
-    assert exiv2["hierarchical"] == ["animal", "animal|cat", *KEYWORDS[2:]]
+    assert exiv2["hierarchical"] == ["animal|cat", *KEYWORDS[2:]]
     assert validate(path) == warnings_before  # no new warnings
     meta_after = full_metadata(path)
     changed = {k for k in set(meta_before) | set(meta_after)
@@ -135,8 +136,8 @@ def test_non_ascii_round_trips_in_every_field(writer, all_fields_jpeg: Path) -> 
     # exiftool 12.57 shows characters outside the BMP in XPKeywords as "?" (it decodes UCS-2);
     # the bytes are proper UTF-16LE, which libexiv2 (below) and Windows read back exactly.
     assert str(got["IFD0:XPKeywords"]).split(";")[:-2] == final[:-2]
-    assert as_list(got["XMP-lr:HierarchicalSubject"]) == ["Places|old", "animal", "animal|cat", *KEYWORDS[2:]]
-    assert as_list(got["XMP-digiKam:TagsList"]) == ["Places/old", "animal", "animal/cat", *KEYWORDS[2:]]
+    assert as_list(got["XMP-lr:HierarchicalSubject"]) == ["Places|old", "animal|cat", *KEYWORDS[2:]]
+    assert as_list(got["XMP-digiKam:TagsList"]) == ["Places/old", "animal/cat", *KEYWORDS[2:]]
     assert got["Photoshop:IPTCDigest"] == got["File:CurrentIPTCDigest"]
     assert as_list(got["MWG:Keywords"]) == final  # exiftool's own MWG reading agrees
     assert exiftool_json(all_fields_jpeg, "-IPTC:City")["IPTC:City"] == "Lisboa"  # other IPTC kept
@@ -276,6 +277,7 @@ def test_iptc_that_does_not_declare_its_charset_keeps_its_text(writer, real_phot
     raw = path.read_bytes()
     assert ("Caf\xe9".encode("latin-1") if charset == "Latin" else "Café".encode()) in raw
     assert "IPTC:CodedCharacterSet" not in exiftool_json(path, "-IPTC:CodedCharacterSet")
+    digests = exiftool_json(path, "-Photoshop:IPTCDigest", "-File:CurrentIPTCDigest")
 
     current = writer.read(path)
     assert current.keywords == ["Café", "Müller"]
@@ -287,8 +289,13 @@ def test_iptc_that_does_not_declare_its_charset_keeps_its_text(writer, real_phot
     assert exiftool_json(path, "-IPTC:City")["IPTC:City"] == "Zürich"  # the rest of the IPTC, re-encoded
 
     writer.revert(path)
-    assert as_list(exiftool_keywords(path)["IPTC:Keywords"]) == ["Café", "Müller"]
-    assert exiftool_json(path, "-IPTC:City")["IPTC:City"] == "Zürich"
+    back = exiftool_json(path, "-charset", f"iptc={charset}", "-IPTC:Keywords", "-IPTC:City")
+    assert as_list(back["IPTC:Keywords"]) == ["Café", "Müller"] and back["IPTC:City"] == "Zürich"
+    assert path.read_bytes().count("Caf\xe9".encode("latin-1") if charset == "Latin" else "Café".encode()) == 1
+    # ... and undeclared again, in its own bytes: the same IPTC block, the same digest.
+    assert "IPTC:CodedCharacterSet" not in exiftool_json(path, "-IPTC:CodedCharacterSet")
+    assert exiftool_json(path, "-Photoshop:IPTCDigest", "-File:CurrentIPTCDigest") | {"SourceFile": ""} == \
+        digests | {"SourceFile": ""}
 
 
 NONSTANDARD_XMP = (
@@ -300,46 +307,87 @@ NONSTANDARD_XMP = (
 )
 
 
-def test_xmp_with_a_nonstandard_header_is_edited_not_doubled(writer, real_photo_dir: Path, tmp_path: Path) -> None:
+def _with_segments(data: bytes, *bodies: bytes) -> bytes:
+    return data[:2] + b"".join(b"\xff\xe1" + (len(b) + 2).to_bytes(2, "big") + b for b in bodies) + data[2:]
+
+
+def _xmp_segments(data: bytes) -> list[bytes]:
+    """Every APP1 segment body that is (or holds) XMP, in file order."""
+    from tagd.metadata.containers import inspect, xmp_kind
+
+    container = inspect(data, ".jpg")
+    return [data[s.body_start:s.end] for s in container.segments if s.marker == 0xE1 and xmp_kind(data, s)]
+
+
+def test_xmp_with_a_nonstandard_header_is_folded_and_given_back(writer, real_photo_dir: Path, tmp_path: Path) -> None:
     """About one Flickr photo in ten (15 of coco128's 128) carries its XMP behind "XMP\\0://ns.adobe.com/
-    xap/1.0/\\0", with an empty dc:subject bag and no xpacket wrapper. exiftool reads that but
-    would add a second packet; tagd mends the header so that the one packet is edited."""
-    from tagd.metadata.containers import XMP_JPEG_HEADER, XMP_NONSTANDARD_HEADER, inspect
+    xap/1.0/\\0", with an empty dc:subject bag and no xpacket wrapper: exiftool reads it, exiv2 does
+    not. tagd writes one standard packet with it folded in (both readers then agree) and keeps
+    the original segment for revert, which gives the file's XMP back byte for byte."""
+    from tagd.metadata.containers import STASH_NONSTANDARD_HEADER, XMP_JPEG_HEADER, XMP_NONSTANDARD_HEADER
 
     path = tmp_path / "flickr.jpg"
-    data = (real_photo_dir / "chelsea.jpg").read_bytes()
-    body = XMP_NONSTANDARD_HEADER + NONSTANDARD_XMP.encode()
-    segment = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
-    path.write_bytes(data[:2] + segment + data[2:])
-    assert inspect(path.read_bytes(), ".jpg").nonstandard_xmp_at is not None
+    path.write_bytes(_with_segments((real_photo_dir / "chelsea.jpg").read_bytes(),
+                                    XMP_NONSTANDARD_HEADER + NONSTANDARD_XMP.encode()))
+    original = path.read_bytes()
     assert writer.read(path).keywords == []  # the empty bag is no keyword, not ""
+    assert "subject" not in exiv2_keywords(path)
 
     outcome = write(writer, path, update(["cat", "animal"]))
     assert outcome.changed
     new = path.read_bytes()
     assert new.count(XMP_JPEG_HEADER) == 1 and XMP_NONSTANDARD_HEADER not in new
+    assert new.count(STASH_NONSTANDARD_HEADER + zlib.compress(NONSTANDARD_XMP.encode(), 9)) == 1  # kept, deflated
     got = exiftool_json(path, "-XMP-dc:all", "-ExifTool:Warning")
     assert as_list(got["XMP-dc:Subject"]) == ["cat", "animal"]
     assert got["XMP-dc:Description"] == "A cat on a mat"  # the rest of the packet kept
-    assert "ExifTool:Warning" not in got or "Non-standard" not in str(got["ExifTool:Warning"])
+    assert "ExifTool:Warning" not in got or "non-standard" not in str(got["ExifTool:Warning"]).lower()
     assert exiv2_keywords(path)["subject"] == ["cat", "animal"]
     assert scan_data(path) == scan_data(real_photo_dir / "chelsea.jpg")
+    assert not write(writer, path, update(["cat", "animal"])).changed  # stable
 
     writer.revert(path)
-    got = exiftool_json(path, "-XMP-dc:all")
-    assert "XMP-dc:Subject" not in got and got["XMP-dc:Description"] == "A cat on a mat"
+    assert _xmp_segments(path.read_bytes()) == _xmp_segments(original)
+    assert "subject" not in exiv2_keywords(path)
+    assert exiftool_keywords(path) | {"SourceFile": ""} == exiftool_keywords_of(original, tmp_path)
 
 
-def test_a_nonstandard_xmp_header_beside_a_standard_packet_is_left_alone(real_photo_dir: Path) -> None:
-    from tagd.metadata.containers import XMP_JPEG_HEADER, XMP_NONSTANDARD_HEADER, inspect
+def exiftool_keywords_of(data: bytes, tmp_path: Path) -> dict:
+    copy = tmp_path / "copy-of-original.jpg"
+    copy.write_bytes(data)
+    return exiftool_keywords(copy) | {"SourceFile": ""}
 
-    data = (real_photo_dir / "chelsea.jpg").read_bytes()
-    segments = b""
-    for header in (XMP_JPEG_HEADER, XMP_NONSTANDARD_HEADER):
-        body = header + NONSTANDARD_XMP.encode()
-        segments += b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
-    container = inspect(data[:2] + segments + data[2:], ".jpg")
-    assert container.nonstandard_xmp_at is None and len(container.xmp_packets) == 1
+
+def test_a_legacy_packet_beside_a_standard_one_is_merged_without_losing_a_keyword(
+        writer, real_photo_dir: Path, tmp_path: Path) -> None:
+    """A user added "rufus" with exiftool to a Flickr photo whose keywords sit in a legacy packet:
+    exiftool wrote a second, standard packet, so exiv2 shows only "rufus" and exiftool only
+    the old keywords. Both are the user's: tagd writes one packet with all of them (and the
+    legacy packet's other properties), and revert gives back both packets as they were."""
+    from tagd.metadata.containers import XMP_JPEG_HEADER, XMP_NONSTANDARD_HEADER
+
+    legacy = NONSTANDARD_XMP.replace("<dc:subject><rdf:Bag/></dc:subject>",
+                                     "<dc:subject><rdf:Bag><rdf:li>dog</rdf:li><rdf:li>teddy bear</rdf:li></rdf:Bag></dc:subject>")
+    path = tmp_path / "flickr.jpg"
+    path.write_bytes(_with_segments((real_photo_dir / "chelsea.jpg").read_bytes(), XMP_NONSTANDARD_HEADER + legacy.encode()))
+    exiftool_write(path, "-XMP-dc:Subject+=rufus")
+    original = path.read_bytes()
+    assert len(_xmp_segments(original)) == 2
+    before_exiftool, before_exiv2 = exiftool_keywords(path), exiv2_keywords(path)
+    assert before_exiv2["subject"] == ["rufus"]
+
+    current = writer.read(path)
+    assert current.keywords == ["rufus", "dog", "teddy bear"]
+    write(writer, path, update(["rufus", "dog", "teddy bear", "cat"]))
+    new = path.read_bytes()
+    assert new.count(XMP_JPEG_HEADER) == 1 and XMP_NONSTANDARD_HEADER not in new
+    for reader in (as_list(exiftool_keywords(path)["XMP-dc:Subject"]), exiv2_keywords(path)["subject"]):
+        assert reader == ["rufus", "dog", "teddy bear", "cat"]
+    assert exiftool_json(path, "-XMP-dc:Description")["XMP-dc:Description"] == "A cat on a mat"
+
+    writer.revert(path)
+    assert _xmp_segments(path.read_bytes()) == _xmp_segments(original)
+    assert exiftool_keywords(path) == before_exiftool and exiv2_keywords(path) == before_exiv2
 
 
 def test_a_file_name_that_is_not_utf8_is_written(writer, real_photo_dir: Path, tmp_path: Path) -> None:
@@ -361,10 +409,9 @@ def test_a_file_name_that_is_not_utf8_is_written(writer, real_photo_dir: Path, t
 def test_iptc_mixing_latin1_and_utf8_is_read_right_and_never_rewritten(writer, real_photo_dir: Path,
                                                                        tmp_path: Path) -> None:
     """A Latin-1 keyword from an old tool and a UTF-8 one from a newer tool, no 1:90: exiftool can
-    re-encode the block in only one charset, which would garble the other. Refused, untouched."""
+    re-encode the block in only one charset, which would garble the other. The photo is left
+    untouched; its keywords (read right) go to a sidecar, with the reason."""
     import subprocess
-
-    from tagd.metadata import WriteError
 
     path = tmp_path / "mixed.jpg"
     shutil.copy(real_photo_dir / "chelsea.jpg", path)
@@ -375,9 +422,13 @@ def test_iptc_mixing_latin1_and_utf8_is_read_right_and_never_rewritten(writer, r
     assert "Café".encode("latin-1") in before and "naïve".encode() in before
     current = writer.read(path)
     assert current.keywords == ["Café", "naïve"]
-    with pytest.raises(WriteError, match="mixes UTF-8 and Latin-1"):
-        writer.write(current, update(["Café", "naïve", "cat"]))
+    outcome = writer.write(current, update(["Café", "naïve", "cat"]))
+    assert "mixes UTF-8 and Latin-1" in (outcome.sidecar_reason or "")
+    assert outcome.target == tmp_path / "mixed.jpg.xmp"
+    assert as_list(exiftool_keywords(outcome.target)["XMP-dc:Subject"]) == ["Café", "naïve", "cat"]
     assert path.read_bytes() == before and temp_files(tmp_path) == []
+    writer.revert(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed.jpg"] and path.read_bytes() == before
 
 
 def test_same_keywords_in_another_order_do_not_rewrite_the_file(writer, jpeg: Path) -> None:

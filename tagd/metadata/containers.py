@@ -21,8 +21,14 @@ from tagd.errors import TagdError
 XMP_JPEG_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_EXTENSION_HEADER = b"http://ns.adobe.com/xmp/extension/\x00"
 # Some old software wrote "XMP\0" in place of "http" (about one Flickr photo in ten in COCO).
-# exiftool reads such a packet but does not edit it: it would add a second, standard one.
+# exiftool reads such a packet but does not edit it (it adds a second, standard one); exiv2
+# does not see it at all. tagd folds it into the standard packet (jpeg_xmp.py).
 XMP_NONSTANDARD_HEADER = b"XMP\x00://ns.adobe.com/xap/1.0/\x00"
+# Where tagd keeps the XMP segments it folded, as they were, for `tagd revert`: APP1 segments
+# holding the packet deflated, so that no reader takes them for XMP (exiftool reads any APP1
+# that starts with "http" or "XMP\0", or holds "<?xpacket" or "<exif:", as XMP).
+STASH_STANDARD_HEADER = b"tagd:stash\x00S"
+STASH_NONSTANDARD_HEADER = b"tagd:stash\x00N"
 assert len(XMP_NONSTANDARD_HEADER) == len(XMP_JPEG_HEADER)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_XMP_BYTES = 16 * 1024 * 1024  # far beyond any real packet; a zip bomb in iTXt stops here
@@ -36,13 +42,45 @@ class StructureError(TagdError):
         super().__init__(reason)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A JPEG marker segment before the scan data: bytes [start, end) of the file, from its 0xFF."""
+
+    marker: int
+    start: int
+    end: int
+
+    @property
+    def body_start(self) -> int:
+        return self.start + 4
+
+
+# What an APP1 segment holds, by the header its body starts with (xmp_kind).
+XMP_KINDS = {
+    XMP_JPEG_HEADER: "standard", XMP_NONSTANDARD_HEADER: "nonstandard", XMP_EXTENSION_HEADER: "extension",
+    STASH_STANDARD_HEADER: "stash-standard", STASH_NONSTANDARD_HEADER: "stash-nonstandard",
+}
+
+
 @dataclass
 class Container:
     kind: str  # "jpeg" | "png" | "webp" | "tiff" | "other"
-    xmp_packets: list[bytes] = field(default_factory=list)
+    xmp_packets: list[bytes] = field(default_factory=list)  # standard packets (checked, at most one)
     payload: bytes | None = None  # compressed image data; None where we cannot cut it out
     one_image: bool | None = None  # JPEG: single_image(), once it has been asked
-    nonstandard_xmp_at: int | None = None  # JPEG: where the only XMP packet's non-standard header starts
+    segments: list[Segment] = field(default_factory=list)  # JPEG: every segment before the scan data
+    legacy_packets: list[bytes] = field(default_factory=list)  # JPEG: packets behind XMP_NONSTANDARD_HEADER
+
+    def xmp_segments(self, data: bytes, *kinds: str) -> list[Segment]:
+        """The JPEG's APP1 segments of these xmp_kind()s, in file order."""
+        return [seg for seg in self.segments if seg.marker == 0xE1 and xmp_kind(data, seg) in kinds]
+
+
+def xmp_kind(data: bytes, segment: Segment) -> str | None:
+    for header, kind in XMP_KINDS.items():
+        if data.startswith(header, segment.body_start):
+            return kind
+    return None
 
 
 def sniff(head: bytes) -> str:
@@ -106,7 +144,9 @@ def _inspect_jpeg(data: bytes) -> Container:
     n = len(data)
     pos = 2
     packets: list[bytes] = []
-    nonstandard: list[int] = []
+    legacy: list[bytes] = []
+    extended: dict[bytes, dict[int, bytes]] = {}  # GUID -> offset -> chunk
+    segments: list[Segment] = []
     while True:
         if pos >= n:
             raise StructureError("truncated JPEG: ends before the image data")
@@ -137,21 +177,30 @@ def _inspect_jpeg(data: bytes) -> Container:
         if marker == 0xE1 and body.startswith(XMP_JPEG_HEADER):
             packets.append(body[len(XMP_JPEG_HEADER):])
         elif marker == 0xE1 and body.startswith(XMP_NONSTANDARD_HEADER):
-            nonstandard.append(pos + 2)
+            legacy.append(body[len(XMP_NONSTANDARD_HEADER):])
+        elif marker == 0xE1 and body.startswith(XMP_EXTENSION_HEADER):
+            _extension_chunk(body[len(XMP_EXTENSION_HEADER):], extended)
         if marker == 0xDA:
             payload = data[start:]
             if not data.rstrip(b"\x00").endswith(b"\xff\xd9") and data.find(b"\xff\xd9", end) < 0:
                 raise StructureError("truncated JPEG: the image data has no end (no EOI marker)")
-            container = Container("jpeg", packets, payload)
-            if len(nonstandard) == 1 and not packets:
-                # The file's only XMP: checked as any packet, and given the standard header
-                # before exiftool edits it (standard_xmp_header), so it is edited, not doubled.
-                at = nonstandard[0]
-                seg_end = at - 2 + struct.unpack(">H", data[at - 2:at])[0]
-                container.xmp_packets.append(data[at + len(XMP_NONSTANDARD_HEADER):seg_end])
-                container.nonstandard_xmp_at = at
-            return container
+            for packet in legacy:
+                check_xmp(packet)
+            for chunks in extended.values():
+                check_xmp(b"".join(chunk for _, chunk in sorted(chunks.items())))
+            return Container("jpeg", packets, payload, segments=segments, legacy_packets=legacy)
+        segments.append(Segment(marker, start, end))
         pos = end
+
+
+def _extension_chunk(body: bytes, into: dict[bytes, dict[int, bytes]]) -> None:
+    """One Extended XMP chunk: 32-byte GUID, full length, offset (XMP part 3, 1.1.3.1)."""
+    if len(body) < 40:
+        raise StructureError("corrupt JPEG: a short Extended XMP segment")
+    guid, (total, offset) = body[:32], struct.unpack(">II", body[32:40])
+    if total > MAX_XMP_BYTES or offset + len(body) - 40 > total:
+        raise StructureError("corrupt JPEG: an Extended XMP segment beyond its declared length")
+    into.setdefault(guid, {})[offset] = body[40:]
 
 
 def _inspect_png(data: bytes) -> Container:
@@ -324,16 +373,6 @@ def jpeg_stub(data: bytes, container: Container, one_image: bool | None = None) 
     return data[: len(data) - len(container.payload)] + b"\xff\xd9"
 
 
-def standard_xmp_header(data: bytes, container: Container) -> bytes:
-    """`data` with its XMP segment's non-standard header made standard (same length, so every
-    other offset stays); `data` itself when there is nothing to mend."""
-    at = container.nonstandard_xmp_at
-    if at is None:
-        return data
-    assert data[at:at + len(XMP_NONSTANDARD_HEADER)] == XMP_NONSTANDARD_HEADER
-    return data[:at] + XMP_JPEG_HEADER + data[at + len(XMP_JPEG_HEADER):]
-
-
 def jpeg_edit_stub(data: bytes, container: Container) -> bytes:
     """What exiftool edits in place of a single-image JPEG: everything before the scan data, the
     start-of-scan header (exiftool refuses a JPEG without one), then EOI at once."""
@@ -368,4 +407,26 @@ def metadata_stub(data: bytes, container: Container, one_image: bool | None = No
             return png_stub(data)[0]
         except StructureError:
             return None
+    return None
+
+
+def jpeg_head(path: Path, limit: int = 16 * 1024 * 1024) -> bytes | None:
+    """The bytes of a JPEG before its scan data (segment by segment, never the image data),
+    or None for a file that is not a JPEG or whose segments run past `limit`."""
+    with open(path, "rb") as fh:
+        out = bytearray(fh.read(2))
+        if out != b"\xff\xd8":
+            return None
+        while len(out) < limit:
+            header = fh.read(4)
+            if len(header) < 4 or header[0] != 0xFF:
+                return bytes(out + header)
+            out += header
+            if header[1] == 0xDA or header[1] == 0xD9:
+                return bytes(out)
+            length = struct.unpack(">H", header[2:4])[0]
+            body = fh.read(max(0, length - 2))
+            out += body
+            if len(body) < length - 2:
+                return bytes(out)
     return None

@@ -153,7 +153,7 @@ class ExifTool:
 
     def read_json(self, paths: Sequence[Path], args: Sequence[str] = (), iptc_charset: str = "UTF8") -> list[dict[str, Any]]:
         """`exiftool -j` on `paths`; numbers stay strings (a keyword "1.50" must stay "1.50").
-        `iptc_charset`: how to decode IPTC that does not declare its charset (fields.iptc_charset)."""
+        `iptc_charset`: how to decode IPTC that does not declare its charset (iptc.IptcState.read_charset)."""
         # Absolute paths: a file name starting with "-" must never be read as an option.
         out, err = self.execute(["-j", "-charset", f"iptc={iptc_charset}", *args, *(Path(os.path.abspath(p)) for p in paths)])
         if not out.strip():

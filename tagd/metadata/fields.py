@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from tagd.metadata.iptc import CURRENT_IPTC_DIGEST, IPTC_DIGEST
+
 # exiftool tag names, by the short names tagd uses for them.
 SUBJECT = "XMP-dc:Subject"
 HIERARCHICAL = "XMP-lr:HierarchicalSubject"
@@ -17,8 +19,6 @@ TAGSLIST = "XMP-digiKam:TagsList"
 LASTKEYWORDXMP = "XMP-microsoft:LastKeywordXMP"
 IPTC_KEYWORDS = "IPTC:Keywords"
 XPKEYWORDS = "IFD0:XPKeywords"
-IPTC_DIGEST = "Photoshop:IPTCDigest"
-CURRENT_IPTC_DIGEST = "File:CurrentIPTCDigest"
 
 FIELDS: dict[str, str] = {
     "subject": SUBJECT,
@@ -36,7 +36,7 @@ READ_ARGS = (
     f"-{SUBJECT}", f"-{HIERARCHICAL}", f"-{TAGSLIST}", f"-{LASTKEYWORDXMP}",
     f"-{IPTC_KEYWORDS}", f"-{XPKEYWORDS}", f"-{IPTC_DIGEST}", f"-{CURRENT_IPTC_DIGEST}",
     "-XMP-tagd:all", "-File:FileType", "-File:MIMEType", "-ExifTool:Warning",
-    # Every IPTC string, to tell which charset an IPTC block without 1:90 is in (iptc_charset).
+    # Every IPTC string, to tell which charset an IPTC block without 1:90 is in (iptc.IptcState).
     "-IPTC:all",
     # For the index: when and with what the photo was taken, and its size.
     "-ExifIFD:DateTimeOriginal", "-XMP-exif:DateTimeOriginal", "-IFD0:Make", "-IFD0:Model", "-Composite:ImageSize",
@@ -68,65 +68,6 @@ class PhotoInfo:
 
 IPTC_MAX_BYTES = 64
 
-# How exiftool must decode IPTC that does not declare its charset (no CodedCharacterSet, 1:90):
-# read it as "Latin" (cp1252, exiftool's default) first, which maps every byte to a character.
-IPTC_READ_CHARSET = "Latin"
-IPTC_MIXED = "mixed"
-
-
-def iptc_charset(record: dict[str, Any]) -> str:
-    """The charset of this file's IPTC, for exiftool's `-charset iptc=...`; fixes `record`.
-
-    IPTC without 1:90 has no declared charset: older tools wrote Latin-1/cp1252, many newer
-    ones UTF-8, and a file edited by both holds some of each. Read as UTF-8, Latin-1 bytes
-    come out as U+FFFD and a write would store "Caf?"; read as Latin, UTF-8 comes out as
-    "CafÃ©" and a write would make that permanent. So `record` is read as Latin and each
-    value's bytes are looked at: valid UTF-8 is re-decoded as UTF-8, the rest stays Latin.
-    Returns "UTF8" or "Latin" when every value agrees, IPTC_MIXED when they do not: exiftool
-    can only re-encode a block in one charset, so such a block must not be rewritten.
-    """
-    if "IPTC:CodedCharacterSet" in record:
-        return "UTF8"  # declared: exiftool follows the file whatever the option says
-    kinds: set[str] = set()
-    for key, value in list(record.items()):
-        if not key.startswith("IPTC:"):
-            continue
-        items = value if isinstance(value, list) else [value]
-        out = []
-        for item in items:
-            text = str(item)
-            raw = _latin_bytes(text)
-            if raw is None or raw.isascii():
-                out.append(text)
-                continue
-            try:
-                out.append(raw.decode("utf-8"))
-                kinds.add("UTF8")
-            except UnicodeDecodeError:
-                out.append(text)
-                kinds.add("Latin")
-        record[key] = out if isinstance(value, list) else out[0]
-    if len(kinds) > 1:
-        return IPTC_MIXED
-    return kinds.pop() if kinds else "UTF8"
-
-
-def exiftool_iptc_charset(charset: str) -> str:
-    """What to tell exiftool: a mixed block is read as Latin, which maps every byte."""
-    return IPTC_READ_CHARSET if charset == IPTC_MIXED else charset
-
-
-def _latin_bytes(text: str) -> bytes | None:
-    """The bytes exiftool's Latin charset decoded `text` from (None: it cannot have been)."""
-    out = bytearray()
-    for ch in text:
-        try:
-            out += ch.encode("cp1252")
-        except UnicodeEncodeError:
-            if ord(ch) > 0xFF:
-                return None
-            out.append(ord(ch))  # the five bytes cp1252 leaves undefined map to themselves
-    return bytes(out)
 
 # exiftool warnings that mean the metadata structure is broken: such a file is not rewritten.
 _STRUCTURAL = ("ifd", "directory", "corrupt", "truncated", "bad ", "short ", "invalid", "overlap", "offset")
@@ -298,8 +239,36 @@ def mwg_keywords(values: FieldValues) -> list[str]:
     repaired from XMP). Then hierarchical leaves and XPKeywords are added.
     """
     present = values.present
-    leaves = [path.split("|")[-1].strip() for path in present.get("hierarchical", [])]
+    leaves = [path.split(sep)[-1].strip() for short, sep in SEPARATORS.items() for path in present.get(short, [])]
     return unique(k.strip() for k in [*mwg_base(values), *leaves, *present.get("xpkeywords", [])] if k.strip())
+
+
+# The hierarchical keyword fields and the separator each writes a path with. digiKam and
+# Windows Photo Gallery write their hierarchies with "/" (People/Anna), Lightroom with "|".
+SEPARATORS = {"hierarchical": "|", "tagslist": "/", "lastkeywordxmp": "/"}
+
+
+def hierarchy_values(existing: list[str], final: list[str], paths: dict[str, str], sep: str) -> list[str]:
+    """One hierarchical field's new entries for the keyword list `final`.
+
+    The user's entries stay exactly as written (People/Anna stays People/Anna) while their leaf
+    is still a keyword; every other keyword gets one entry: its path from `paths` ("animal|cat",
+    written with this field's `sep`), else itself as a one-level entry, unless an entry already
+    names it (Pets is in Pets|Mittens) or it holds `sep` itself (a keyword "AC/DC" in a "/"
+    field would read back as two). Existing entries first, in their order: writing the same
+    list twice gives the same field."""
+    wanted = set(final)
+    kept = [e for e in existing if e.split(sep)[-1].strip() in wanted]
+    new = []
+    for keyword in final:
+        path = paths.get(keyword)
+        entry = path.replace("|", sep) if path and "|" in path and sep not in path.replace("|", "") else keyword
+        if entry == keyword and sep in keyword:
+            continue
+        new.append(entry)
+    entries = unique([*kept, *new])
+    named = {part.strip() for e in entries if sep in e for part in e.split(sep)}
+    return [e for e in entries if sep in e or e.strip() not in named or e in kept]
 
 
 def mwg_base(values: FieldValues) -> list[str]:

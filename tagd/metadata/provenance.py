@@ -6,6 +6,7 @@ Stored in the photo (or its sidecar) next to the keywords, so it travels with th
 - what tagd added, removed, and saw the user delete after tagd added it (`Rejected*`);
 - the user's keywords tagd would remove but, in `suggest` mode, left (`SuggestedRemovals`);
 - the full keyword list tagd last wrote (to tell the user's later edits from tagd's);
+- the IPTC charset and digest as they were (`OriginalIPTC`, see iptc.py);
 - the model version and each machine tag's score.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagd.metadata.fields import FIELDS, as_list, split_xp
+from tagd.metadata.iptc import IptcState
 
 NS = "XMP-tagd"
 SCHEMA_VERSION = "1"
@@ -39,6 +41,7 @@ class Provenance:
     suggested_removals: list[str] = field(default_factory=list)  # suggest mode: not applied
     originals: dict[str, list[str]] = field(default_factory=dict)  # field short name -> values
     created_sidecar: bool = False
+    original_iptc: IptcState | None = None  # the IPTC charset and digest before tagd (None: not recorded)
 
     @classmethod
     def from_exiftool(cls, record: dict[str, Any]) -> "Provenance | None":
@@ -70,6 +73,7 @@ class Provenance:
             suggested_removals=as_list(get("SuggestedRemovals")),
             originals=originals,
             created_sidecar=str(get("CreatedSidecar") or "") == "True",
+            original_iptc=None if get("OriginalIPTC") is None else IptcState.parse(str(get("OriginalIPTC"))),
         )
 
     def assignments(self) -> list[str]:
@@ -79,6 +83,8 @@ class Provenance:
             args.append(f"-{NS}:ModelVersion={self.model_version}")
         if self.created_sidecar:
             args.append(f"-{NS}:CreatedSidecar=True")
+        if self.original_iptc is not None and self.original_iptc.charset != "none":
+            args.append(f"-{NS}:OriginalIPTC={self.original_iptc.text()}")
         args += [f"-{NS}:MachineTags={name};{score:.4f}" for name, score in self.machine_tags.items()]
         args += [f"-{NS}:AddedKeywords={k}" for k in self.added]
         args += [f"-{NS}:RemovedKeywords={k}" for k in self.removed]
@@ -106,4 +112,5 @@ class Provenance:
             tuple(sorted(self.written)), tuple(sorted(self.suggested_removals)),
             tuple(sorted((k, tuple(v)) for k, v in self.originals.items())),
             self.created_sidecar,
+            self.original_iptc.text() if self.original_iptc is not None and self.original_iptc.charset != "none" else None,
         )

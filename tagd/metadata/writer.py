@@ -28,14 +28,16 @@ from typing import Any, Callable, Literal, Sequence
 from tagd.errors import TagdError
 from tagd.memory import large_operation
 from tagd.metadata.containers import (
-    Container, StructureError, inspect, jpeg_edit_stub, jpeg_unstub, metadata_stub, png_stub, png_unstub, single_image,
-    sniff, standard_xmp_header,
+    STASH_NONSTANDARD_HEADER, STASH_STANDARD_HEADER, XMP_NONSTANDARD_HEADER, Container, StructureError, inspect,
+    jpeg_edit_stub, jpeg_head, jpeg_stub, jpeg_unstub, metadata_stub, png_stub, png_unstub, single_image, sniff,
 )
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, IPTC_READ_CHARSET, READ_ARGS, IPTC_MIXED, FieldValues, PhotoInfo, exiftool_iptc_charset, iptc_charset, keywords_after_edits, mwg_keywords, read_xp_keywords, structural_warnings,
-    truncate_utf8, unique, xp_argument,
+    ALWAYS, FIELDS, READ_ARGS, SEPARATORS, FieldValues, PhotoInfo, as_list, hierarchy_values, keywords_after_edits, mwg_keywords, read_xp_keywords,
+    structural_warnings, truncate_utf8, unique, xp_argument,
 )
+from tagd.metadata.iptc import MIXED as IPTC_MIXED, READ_CHARSET as IPTC_READ_CHARSET, IptcState, keyword_args
+from tagd.metadata.jpeg_xmp import drop_stash, fold, has_legacy_xmp, packets_by_precedence, unfold
 from tagd.metadata.provenance import NS, Provenance
 from tagd.metadata.sidecar import (
     IN_FILE_SUFFIXES, SidecarNaming, SidecarPolicy, existing_sidecar, sidecar_path, wants_sidecar,
@@ -55,6 +57,9 @@ _EXPECTED_CHANGES = {
     "ExifTool:Validate", "ExifTool:Warning", "ExifTool:ExifToolVersion",
     "RIFF:WebP_Flags",  # the VP8X flag that announces an XMP chunk
     "IPTC:EnvelopeRecordVersion",  # added with CodedCharacterSet (envelope record 1:90)
+    # exiftool's note that the XMP did not fit one JPEG segment and went on in Extended XMP
+    # segments: the layout of the packet, not data (every property is compared, wherever it sits).
+    "XMP-xmpNote:HasExtendedXMP",
 }
 
 
@@ -88,6 +93,12 @@ class WriteError(TagdError):
         super().__init__(f"{path}: {reason}")
 
 
+class InFileUnsafe(WriteError):
+    """A sound photo that tagd cannot edit in place without changing something else in it
+    (exiftool would normalise a value, readers disagree about its XMP, ...): with
+    `write.sidecar = "auto"` its keywords go to a sidecar instead, the photo untouched."""
+
+
 @dataclass(frozen=True)
 class WriteOptions:
     sidecar: SidecarPolicy = "auto"
@@ -109,7 +120,9 @@ class PhotoKeywords:
     file_keywords: list[str] = field(default_factory=list)  # in the photo itself, when a sidecar is used
     structure_warnings: list[str] = field(default_factory=list)  # exiftool's, for `target`
     info: PhotoInfo = field(default_factory=PhotoInfo)  # date taken, camera, size: for the index
-    iptc_charset: str = "UTF8"  # of `target`'s IPTC if it does not declare one (fields.iptc_charset)
+    iptc: IptcState = field(default_factory=IptcState)  # `target`'s IPTC charset and digest
+    stashed_xmp: bool = False  # a JPEG whose XMP tagd folded (jpeg_xmp): revert can give the originals back
+    in_file_refusal: str | None = None  # why the photo itself cannot be written (InFileUnsafe), known at read
 
 
 @dataclass
@@ -134,6 +147,7 @@ class WriteOutcome:
     keywords: list[str]
     message: str = ""
     photo_sha256: str | None = None  # of the photo file as it is now, when tagd rewrote it
+    sidecar_reason: str | None = None  # why a photo that is written in-file got a sidecar instead
 
 
 def clean_keyword(keyword: str) -> str:
@@ -192,26 +206,100 @@ class MetadataWriter:
         return self._read_in_file(photo, photo_stat)
 
     def _read_in_file(self, photo: Path, photo_stat: os.stat_result) -> PhotoKeywords:
-        record, charset = self._read_record(photo)
+        record, iptc = self._read_record(photo)
         values = FieldValues.from_exiftool(record, read_xp_keywords(photo))
         prov = Provenance.from_exiftool(record)
         return PhotoKeywords(photo, photo, False, _current_keywords(values, prov), values, prov, photo_stat,
                              structure_warnings=structural_warnings(record), info=PhotoInfo.from_exiftool(record),
-                             iptc_charset=charset)
+                             iptc=iptc, stashed_xmp=bool(record.get(_STASHED)),
+                             in_file_refusal=record.get(_REFUSAL))
 
-    def _read_record(self, path: Path) -> tuple[dict[str, Any], str]:
-        """exiftool's record, its IPTC strings decoded in the file's charset, and that charset."""
+    def _read_record(self, path: Path) -> tuple[dict[str, Any], IptcState]:
+        """exiftool's record, its IPTC text decoded in the file's charset, and that charset.
+
+        A JPEG with legacy XMP (jpeg_xmp) is read as tagd will write it: folded, so that the
+        keywords of every packet count, as some reader shows each of them. Where it cannot be
+        folded, its keyword fields are the union of the packets' (and the record says why the
+        photo itself must not be written)."""
+        head = jpeg_head(path) if path.suffix.lower() in (".jpg", ".jpeg", ".jpe") else None
+        record = None
+        if head is not None and XMP_NONSTANDARD_HEADER in head:
+            record = self._legacy_view(path)
+        if record is None:
+            record = self._exiftool_record(path)
+        if head is not None and (STASH_STANDARD_HEADER in head or STASH_NONSTANDARD_HEADER in head):
+            record[_STASHED] = True
+        return record, IptcState.from_exiftool(record)
+
+    def _exiftool_record(self, path: Path, source: Path | None = None) -> dict[str, Any]:
         try:
-            records = self.exiftool.read_json([path], READ_ARGS, IPTC_READ_CHARSET)
+            (record,) = self.exiftool.read_json([source or path], READ_ARGS, IPTC_READ_CHARSET)
         except ExifToolError as exc:
             raise WriteError(path, f"cannot read metadata: {exc}") from None
-        record = records[0]
         if "ExifTool:Error" in record:
             raise WriteError(path, f"cannot read metadata: {record['ExifTool:Error']}")
-        return record, iptc_charset(record)
+        return record
+
+    def _legacy_view(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = path.read_bytes()
+            container = inspect(data, path.suffix)
+        except (OSError, StructureError):
+            return None  # the write refuses it with the reason; read what exiftool reads
+        if not has_legacy_xmp(container):
+            return None
+        refusal = None
+        with tempfile.TemporaryDirectory(prefix="tagd-read-") as scratch:
+            try:
+                folded = fold(data, container)
+                stub = jpeg_stub(folded, inspect(folded, path.suffix), one_image=True)
+                assert stub is not None
+                view = Path(scratch) / "folded.jpg"
+                view.write_bytes(stub)
+                record = self._exiftool_record(path, view)
+            except StructureError as exc:
+                refusal = exc.reason
+                record = self._exiftool_record(path)
+            records = self._packet_records(path, packets_by_precedence(data, container), Path(scratch))
+        # Every packet's keywords are the user's (some reader shows each packet): the union, the
+        # winning (standard) packet's first. The fold itself keeps the standard packet's values.
+        for tag in (t for t in FIELDS.values() if t.startswith("XMP-")):
+            values = unique(v for r in reversed(records) for v in as_list(r.get(tag)) if v != "")
+            if values:
+                record[tag] = values
+        if refusal is not None:
+            record[_REFUSAL] = f"its XMP cannot be folded into one packet ({refusal})"
+        return record
+
+    def _packet_records(self, path: Path, packets: list[bytes], scratch: Path) -> list[dict[str, Any]]:
+        """exiftool's reading of each XMP packet on its own."""
+        files = []
+        for i, packet in enumerate(packets):
+            files.append(scratch / f"packet{i}.xmp")
+            files[-1].write_bytes(packet)
+        try:
+            return self.exiftool.read_json(files, _ALL_ARGS)
+        except ExifToolError as exc:
+            raise WriteError(path, f"cannot read metadata: {exc}") from None
 
     # ---- writing --------------------------------------------------------------------------
     def write(self, current: PhotoKeywords, update: KeywordUpdate) -> WriteOutcome:
+        """Write `update`; a sound photo that cannot be edited in place safely (InFileUnsafe)
+        gets a sidecar instead when sidecars are allowed (`write.sidecar = "auto"`)."""
+        try:
+            return self._write(current, update)
+        except InFileUnsafe as exc:
+            if current.in_sidecar or current.target != current.photo:
+                raise
+            log.info("%s: %s; keywords go to a sidecar", current.photo, exc.reason)
+            instead = PhotoKeywords(current.photo, sidecar_path(current.photo, self.options.sidecar_naming), True,
+                                    list(current.keywords), FieldValues(), None, None, list(current.keywords),
+                                    info=current.info)
+            outcome = self._write(instead, update)
+            outcome.sidecar_reason = exc.reason
+            return outcome
+
+    def _write(self, current: PhotoKeywords, update: KeywordUpdate) -> WriteOutcome:
         final = unique(k for k in (clean_keyword(k) for k in update.keywords) if k)
         if set(final) == set(current.keywords):
             # The same keywords ranked a little differently (the library's evidence grows):
@@ -229,6 +317,7 @@ class MetadataWriter:
             written=final,
             originals=previous.originals if previous else dict(current.fields.present),
             created_sidecar=previous.created_sidecar if previous else (current.in_sidecar and current.stat is None),
+            original_iptc=previous.original_iptc if previous else current.iptc,
         )
         if previous is not None and previous.comparable() == provenance.comparable() and all(
             current.fields.present.get(short) == vals for short, vals in values.items()
@@ -263,8 +352,7 @@ class MetadataWriter:
         added = set(prov.added)
         users = unique([*(k for k in current.keywords if k not in added), *prov.removed])
         created = prov.created_sidecar and current.in_sidecar
-        before_tagd = current.file_keywords if created else mwg_keywords(
-            FieldValues({k: v for k, v in prov.originals.items() if v is not None}))
+        before_tagd = current.file_keywords if created else _keywords_of(prov.originals)
         # Exact restore only if it loses nothing: keywords the user added between two tagd
         # writes (and tagd later removed, in full mode) are not in the originals.
         if set(current.keywords) == set(prov.written) and set(users) == set(before_tagd):
@@ -273,46 +361,61 @@ class MetadataWriter:
                 self._remove_sidecar(current)
                 return WriteOutcome(current.photo, current.target, True, current.file_keywords, "removed the sidecar tagd created")
             values = {short: prov.originals.get(short) for short in set(FIELDS) if short in prov.originals or short in current.fields.present}
+            # XMP tagd folded goes back as it was, byte for byte (jpeg_xmp), IPTC to its charset.
+            finish = unfold if current.stashed_xmp else None
+            restore_iptc = prov.original_iptc
         else:
-            # The user edited keywords after tagd: keep their edits, undo only tagd's own.
+            # The user edited keywords after tagd: keep their edits, undo only tagd's own; the
+            # XMP tagd kept from before its fold no longer describes the photo.
             values = self._field_values(current, users, {})
-        self._apply(current, values, None)
-        restored = mwg_keywords(FieldValues({k: v for k, v in values.items() if v is not None}))
+            finish = drop_stash if current.stashed_xmp else None
+            restore_iptc = None
+        self._apply(current, values, None, finish, restore_iptc=restore_iptc)
+        restored = _keywords_of(values)
         return WriteOutcome(current.photo, current.target, True, restored, "reverted")
 
     def _field_values(self, current: PhotoKeywords, final: list[str], hierarchy: dict[str, str]) -> dict[str, list[str] | None]:
         present = current.fields.present
-        # Keep the user's own hierarchy for their keywords ("Places|Lisbon"), tagd's for its tags.
-        existing_paths: dict[str, list[str]] = {}
-        for path in present.get("hierarchical", []):
-            existing_paths.setdefault(path.split("|")[-1].strip(), []).append(path)
-        paths = unique(p for k in final for p in (existing_paths.get(k) or [hierarchy.get(k, k)]))
-        values: dict[str, list[str] | None] = {"subject": final, "hierarchical": paths}
-        if "tagslist" in present:
-            values["tagslist"] = [p.replace("|", "/") for p in paths]
-        if "lastkeywordxmp" in present:
-            values["lastkeywordxmp"] = final
+        values: dict[str, list[str] | None] = {"subject": final}
+        # A keyword's path, from whichever field the user gave it one in (People/Anna in
+        # digiKam's TagsList is People|Anna for Lightroom's field too), else tagd's for its tags.
+        paths = dict(hierarchy)
+        for short, sep in SEPARATORS.items():
+            for entry in present.get(short, []):
+                if sep in entry and "|" not in entry.replace(sep, ""):
+                    paths[entry.split(sep)[-1].strip()] = entry.replace(sep, "|")
+        for short, sep in SEPARATORS.items():
+            if short in ALWAYS or short in present:
+                values[short] = hierarchy_values(present.get(short, []), final, paths, sep)
+        if "lastkeywordxmp" in present and not any("/" in e for e in present["lastkeywordxmp"]):
+            values["lastkeywordxmp"] = final  # a flat list where the file has one: keep it flat
         # WebP keeps IPTC/EXIF in chunks tagd does not rewrite (see webp.py): XMP only there.
         xmp_only = current.target.suffix.lower() == ".webp"
         if "iptc" in present and not xmp_only:
             values["iptc"] = unique(truncate_utf8(k) for k in final)
         if "xpkeywords" in present and not xmp_only:
-            values["xpkeywords"] = final
+            values["xpkeywords"] = [k for k in final if ";" not in k]  # ";" separates XPKeywords
         for short in ALWAYS:
             values.setdefault(short, [])
         return values
 
     # ---- the safe write procedure -----------------------------------------------------------
-    def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None) -> str:
-        """Write through the safe procedure; returns the sha256 of the file as written."""
+    def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None,
+               finish: Callable[[bytes, Container], bytes] | None = None, restore_iptc: IptcState | None = None) -> str:
+        """Write through the safe procedure; returns the sha256 of the file as written.
+        `finish`: a last change of the JPEG's segments after exiftool's verified edit (revert
+        of folded XMP: jpeg_xmp.unfold or drop_stash). `restore_iptc`: a revert's IPTC charset
+        and digest to go back to (iptc.keyword_args)."""
         target = current.target
         self._clean_stale_temp_files(target.parent)
         creating = current.stat is None
         if current.structure_warnings:
             raise WriteError(target, f"damaged metadata ({current.structure_warnings[0]}); not rewritten")
-        if current.iptc_charset == IPTC_MIXED and values.get("iptc") is not None:
-            raise WriteError(target, "IPTC mixes UTF-8 and Latin-1 text without saying which; rewriting it would garble one; "
-                                     "not rewritten")
+        if current.in_file_refusal and target == current.photo:
+            raise InFileUnsafe(target, current.in_file_refusal)
+        if current.iptc.charset == IPTC_MIXED and values.get("iptc") is not None:
+            raise InFileUnsafe(target, "its IPTC mixes UTF-8 and Latin-1 text without saying which, and rewriting it "
+                                       "would garble one of them")
         try:
             folder_mode = os.stat(target.parent).st_mode
         except OSError as exc:
@@ -322,35 +425,45 @@ class MetadataWriter:
             raise WriteError(target, f"{READ_ONLY_DIRECTORY}; not written")
         large = not creating and current.stat is not None and current.stat.st_size >= LARGE_FILE_BYTES
         with large_operation if large else contextlib.nullcontext():
-            return self._apply_locked(current, values, provenance, creating)
+            return self._apply_locked(current, values, provenance, creating, finish, restore_iptc)
 
     def _apply_locked(self, current: PhotoKeywords, values: dict[str, list[str] | None],
-                      provenance: Provenance | None, creating: bool) -> str:
+                      provenance: Provenance | None, creating: bool,
+                      finish: Callable[[bytes, Container], bytes] | None, restore_iptc: IptcState | None) -> str:
         target = current.target
         original_data, before = b"", None
         if not creating:
             original_data, before = self._precheck(target, current.stat)
         temp = self._temp_name(target, target.suffix)
-        args = self._exiftool_args(values, provenance, current.iptc_charset)
+        source, scratch = target, None  # what exiftool rewrites when it takes a whole file
+        args = self._exiftool_args(values, provenance, current.iptc, restore_iptc)
+        # One charset reads both files in the checks: a declared block ignores it, and only an
+        # undeclared Latin block (before, or after a revert) needs Latin.
+        charsets = {current.iptc.charset, restore_iptc.charset if restore_iptc else "none"}
+        charset = IPTC_READ_CHARSET if charsets & {"Latin", IPTC_MIXED} else "UTF8"
         try:
             kind = None if creating else sniff(original_data[:16])
+            if before is not None and has_legacy_xmp(before):
+                # The edit, and every check of it, start from the file with its XMP folded
+                # into one standard packet (jpeg_xmp): what every reader will then see.
+                original_data = self._fold(target, original_data, before)
+                before = inspect(original_data, target.suffix)
+                if not single_image(before):
+                    source = scratch = self._temp_name(target, target.suffix)
+                    scratch.write_bytes(original_data)
             if creating:
                 self._exiftool_create(target, temp, args, [])
             elif kind == "webp":
                 self._write_webp(target, original_data, temp, args)
             elif kind == "jpeg" and before is not None and single_image(before):
-                if before.nonstandard_xmp_at is not None:
-                    # The edit (and the checks of it) start from the file with its XMP header
-                    # mended: 4 bytes, so that exiftool edits the packet instead of adding one.
-                    original_data = standard_xmp_header(original_data, before)
                 self._write_jpeg(target, original_data, before, temp, args)
-            elif before is not None and before.nonstandard_xmp_at is not None:
-                raise WriteError(target, "XMP segment with a non-standard header in a multi-image JPEG; not rewritten")
             elif not (kind == "png" and self._write_png(target, original_data, temp, args)):
-                self._exiftool_create(target, temp, ["-o", Path(os.path.abspath(temp)), *args], [target])
+                self._exiftool_create(target, temp, ["-o", Path(os.path.abspath(temp)), *args], [source])
             digest = ""
             if before is not None:
-                digest = self._verify(target, original_data, before, temp, values, provenance, current.iptc_charset)
+                digest = self._verify(target, source, original_data, before, temp, values, provenance, charset)
+                if finish is not None:
+                    digest = self._finish(target, temp, before, finish)
             _fsync_file(temp)
             if not creating:
                 _copy_attributes(target, temp, current.stat, self.options.mtime)
@@ -363,6 +476,43 @@ class MetadataWriter:
             if isinstance(exc, OSError):
                 raise WriteError(target, _os_reason(exc)) from None
             raise
+        finally:
+            if scratch is not None:
+                _unlink_quietly(scratch)
+
+    def _fold(self, target: Path, data: bytes, container: Container) -> bytes:
+        """The JPEG with its legacy XMP folded (jpeg_xmp.fold), checked with exiftool: the one
+        packet must read as each old packet read on its own, the standard packet's values
+        winning where they disagree."""
+        try:
+            folded = fold(data, container)
+        except StructureError as exc:
+            raise InFileUnsafe(target, f"its XMP cannot be folded into one packet ({exc.reason})") from None
+        packets = packets_by_precedence(data, container)
+        merged = packets_by_precedence(folded, inspect(folded, target.suffix))
+        with tempfile.TemporaryDirectory(prefix="tagd-fold-") as scratch:
+            *old, new = self._packet_records(target, [*packets, *merged], Path(scratch))
+        expected: dict[str, Any] = {}
+        for record in old:
+            expected.update(record)
+        changed = sorted(k for k in set(expected) | set(new) if k.startswith("XMP") and expected.get(k) != new.get(k))
+        if changed:
+            raise InFileUnsafe(target, f"folding its XMP packets into one would change {', '.join(changed[:3])}")
+        return folded
+
+    def _finish(self, target: Path, temp: Path, before: Container, finish: Callable[[bytes, Container], bytes]) -> str:
+        """Apply `finish` to the verified temp file; its image data must stay as it was."""
+        data = temp.read_bytes()
+        try:
+            new = finish(data, inspect(data, target.suffix))
+            after = inspect(new, target.suffix)
+        except StructureError as exc:
+            raise WriteError(target, f"the reverted file failed the structure check: {exc.reason}") from None
+        if after.payload != before.payload:
+            raise WriteError(target, "image data would change; not reverted")
+        with open(temp, "wb") as fh:
+            fh.write(new)
+        return hashlib.sha256(new).hexdigest()
 
     def _temp_name(self, target: Path, suffix: str) -> Path:
         return target.parent / f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
@@ -442,14 +592,13 @@ class MetadataWriter:
             raise WriteError(target, exc.reason) from None
 
     def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None,
-                       charset: str) -> list[str]:
-        # The existing IPTC is decoded in its own charset; what tagd writes is always UTF-8 (1:90).
-        args = ["-charset", f"iptc={exiftool_iptc_charset(charset)}"]
+                       iptc: IptcState, restore_iptc: IptcState | None) -> list[str]:
+        args = ["-charset", f"iptc={iptc.read_charset}"]  # how exiftool reads what it keeps
         for short, items in values.items():
             tag = FIELDS[short]
-            if short == "iptc" and items is not None:
-                # Re-encode the existing IPTC as UTF-8 and keep it, replacing only the keywords.
-                args += ["-tagsFromFile", "@", "-IPTC:all", "--IPTC:Keywords", "-IPTC:CodedCharacterSet=UTF8"]
+            if short == "iptc":
+                args += keyword_args(items, iptc, restore_iptc)  # its own -charset wins: it comes later
+                continue
             args.append(f"-{tag}=")
             if items is None:
                 continue
@@ -458,25 +607,24 @@ class MetadataWriter:
                     args.append(f"-{tag}={xp_argument(items)}")
             else:
                 args += [f"-{tag}={item}" for item in items]
-            if short == "iptc":
-                args.append("-Photoshop:IPTCDigest=new")
         args += provenance.assignments() if provenance else [f"-{NS}:all="]
         return args
 
-    def _verify(self, original: Path, original_data: bytes, before: Container, temp: Path,
+    def _verify(self, original: Path, source: Path, original_data: bytes, before: Container, temp: Path,
                 values: dict[str, list[str] | None], provenance: Provenance | None, charset: str) -> str:
         """Refuse a temp file that is not the original plus exactly our edit; returns its sha256.
-        `before`: the original's structure, as _precheck found it."""
+        `original_data` and `before`: the original's bytes and structure, as the edit started
+        from them (held in `source`: the original itself, or a scratch copy of its folded form)."""
         new_data = temp.read_bytes()
         try:
             after = inspect(new_data, original.suffix)
         except StructureError as exc:
             raise WriteError(original, f"written file failed the structure check: {exc.reason}") from None
         if before.payload is not None and before.payload != after.payload:
-            raise WriteError(original, "image data would change (exiftool re-encoded the payload); not written")
+            raise InFileUnsafe(original, "exiftool would re-encode its image data")
         if before.kind == "tiff":
             _same_pixels(original, temp)
-        old, new = self._metadata_records(original, original_data, new_data, before, after, temp, charset)
+        old, new = self._metadata_records(original, source, original_data, new_data, before, after, temp, charset)
         changed = sorted(
             key for key in set(old) | set(new)
             if key not in _EXPECTED_CHANGES and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
@@ -484,18 +632,19 @@ class MetadataWriter:
             and old.get(key) != new.get(key)
         )
         if changed:
-            raise WriteError(original, f"other metadata would change ({', '.join(changed[:5])}); not written")
+            raise InFileUnsafe(original, f"exiftool would also change {', '.join(changed[:5])} in it")
         got = FieldValues.from_exiftool(new, read_xp_keywords(temp) if temp.suffix else None).present
         for short, expected in values.items():
             if (got.get(short) or None) != (expected or None):
-                raise WriteError(original, f"{FIELDS[short]} did not read back as written; not written")
+                raise InFileUnsafe(original, f"its {FIELDS[short]} keywords did not read back as they were written")
         got_prov = Provenance.from_exiftool(new)
         if (got_prov.comparable() if got_prov else None) != (provenance.comparable() if provenance else None):
-            raise WriteError(original, "tagd provenance did not read back as written; not written")
+            raise InFileUnsafe(original, "tagd's record of its changes did not read back as it was written")
         return hashlib.sha256(new_data).hexdigest()
 
-    def _metadata_records(self, original: Path, original_data: bytes, new_data: bytes, before: Container,
-                          after: Container, temp: Path, charset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _metadata_records(self, original: Path, source: Path, original_data: bytes, new_data: bytes,
+                          before: Container, after: Container, temp: Path, charset: str
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
         """All metadata of the original and the temp file, refusing new validation warnings.
 
         `exiftool -validate` costs ~18 ms on a 12 MP JPEG and ~1.7 s on a 20 MB PNG, nearly all
@@ -517,19 +666,18 @@ class MetadataWriter:
                     paths.append(path)
                 old, new = self._read_all(original, paths, charset, validate=True)
             if _warning_count(new) > _warning_count(old):
-                raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
+                raise InFileUnsafe(original, f"exiftool would leave a new warning in it ({new.get('ExifTool:Warning')})")
             return old, new
         # Other containers: the files themselves; the original validated only when needed.
-        old, new = self._read_all(original, [original, temp], charset, validate=False)
+        old, new = self._read_all(original, [source, temp], charset, validate=False)
         new_warnings = self._validation_count(original, temp)
-        if new_warnings and new_warnings > self._validation_count(original, original):
-            raise WriteError(original, f"the written file has new validation warnings ({new.get('ExifTool:Warning')}); not written")
+        if new_warnings and new_warnings > self._validation_count(original, source):
+            raise InFileUnsafe(original, f"exiftool would leave a new warning in it ({new.get('ExifTool:Warning')})")
         return old, new
 
     def _read_all(self, original: Path, paths: list[Path], charset: str, validate: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
-            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])],
-                                               exiftool_iptc_charset(charset))
+            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])], charset)
         except ExifToolError as exc:
             raise WriteError(original, f"cannot re-read the written file: {exc}") from None
         return old, new
@@ -617,7 +765,16 @@ def _changed(a: os.stat_result, b: os.stat_result) -> bool:
 LARGE_FILE_BYTES = 8 << 20
 
 _VALIDATE_ARGS = ["-G1", "-n", "-validate", "-ExifTool:Validate", "-ExifTool:Warning"]
+# Keys tagd adds to an exiftool record it read (never exiftool's own: those have a group).
+_STASHED, _REFUSAL = "tagd:stashed-xmp", "tagd:in-file-refusal"
 _ALL_ARGS = ["-a", "-G1", "-n", "-struct", "-all", "--System:all", "--File:all"]
+
+
+def _keywords_of(fields: dict[str, list[str] | None]) -> list[str]:
+    """The keywords a set of field values shows by the MWG rule. Only tagd writes such sets
+    (its originals, a revert), keeping IPTC in step with XMP: so XMP, where there is any, wins."""
+    present = {k: v for k, v in fields.items() if v is not None}
+    return mwg_keywords(FieldValues(present, has_xmp="subject" in present))
 
 
 def _current_keywords(values: FieldValues, prov: Provenance | None) -> list[str]:
