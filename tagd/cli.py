@@ -175,10 +175,10 @@ def _photo_paths(paths: Sequence[Path]) -> Iterator[Path]:
     RAW is walked even though Pillow decodes few of them: one that fails gets its one-line error
     like any bad file, rather than vanishing from a folder run.
     """
-    from tagd.metadata.sidecar import RAW_SUFFIXES
-    from tagd.tagger import PHOTO_SUFFIXES, expand_paths
+    from tagd.photos import PHOTO_SUFFIXES
+    from tagd.tagger import expand_paths
 
-    return expand_paths(paths, suffixes=PHOTO_SUFFIXES | RAW_SUFFIXES)
+    return expand_paths(paths, suffixes=PHOTO_SUFFIXES)
 
 
 def _counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
@@ -244,8 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_scan(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
     from tagd.pipeline import make_pipeline, make_tagger, make_writer
+    from tagd.photos import PathFilter
     from tagd.scan import Progress, plan
-    from tagd.watch import PathFilter
 
     settings = load_settings(args.config)
     roots = [Path(os.path.abspath(p)) for p in (args.paths or settings.watch.roots)]
@@ -337,7 +337,7 @@ def _record_revert(index, path: Path, keywords: list[str]) -> None:  # noqa: ANN
     """The index follows the file: the user's keywords only, and the photo marked reverted so
     that the daemon does not tag it straight back."""
     from tagd.index.db import IndexedTag
-    from tagd.pipeline import file_sha256
+    from tagd.photos import file_sha256
 
     record = index.get(path)
     if record is None:

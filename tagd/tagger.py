@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 LOOKAHEAD_PER_WORKER = 8  # photos each decode worker may run ahead of inference (see tag_paths)
 MAX_LOOKAHEAD = 32  # ... and all of them together, whatever the core count (~60 MB of views)
 
-PHOTO_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif",
-})
-
 
 @dataclass
 class TagResult:
@@ -131,7 +127,7 @@ def load_vocabulary(model: Model) -> Vocabulary:
     )
 
 
-def expand_paths(args: Iterable[Path], recursive: bool = True, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> Iterator[Path]:
+def expand_paths(args: Iterable[Path], suffixes: frozenset[str], recursive: bool = True) -> Iterator[Path]:
     """Files as given; folders expanded to the photos inside them, sorted, dotfiles skipped."""
     for arg in args:
         arg = Path(arg)

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from tagd.photos import PHOTO_SUFFIXES
 from tagd.tagger import Tagger, expand_paths
 
 
@@ -37,9 +38,9 @@ def test_expand_paths_walks_folders_and_skips_hidden(tmp_path: Path) -> None:
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "y.jpg").write_bytes(b"1")
     (tmp_path / ".dot.jpg").write_bytes(b"1")
-    found = [p.relative_to(tmp_path).as_posix() for p in expand_paths([tmp_path])]
+    found = [p.relative_to(tmp_path).as_posix() for p in expand_paths([tmp_path], PHOTO_SUFFIXES)]
     assert found == ["a/x.JPG", "b.png"]
-    assert list(expand_paths([tmp_path / "given.txt"])) == [tmp_path / "given.txt"]
+    assert list(expand_paths([tmp_path / "given.txt"], PHOTO_SUFFIXES)) == [tmp_path / "given.txt"]
 
 
 def test_building_the_tagger_limits_blas_to_one_thread() -> None:
