@@ -7,13 +7,14 @@ them, so `tagd search` and `tagd show` start in milliseconds.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from tagd import __version__
 from tagd.errors import TagdError
@@ -123,10 +124,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
     tagger = make_tagger(settings, model_path=args.model, threads=args.threads, batch_size=args.batch_size)
     if writer is not None:
         return _tag_and_write(args, settings, tagger, writer)
+    from tagd.tagger import TagResult
+
     out = sys.stdout
     failed = done = 0
     started = time.monotonic()
-    for result in tagger.tag_paths(_photo_paths([Path(os.path.abspath(p)) for p in args.paths])):
+    selection = _selection(args, settings)
+    refused = (TagResult(r.path, [], error=r.reason) for r in selection.refused)
+    for result in itertools.chain(refused, tagger.tag_paths(selection.photos)):
         done += 1
         failed += _counted_failure(result)
         if args.json:
@@ -150,16 +155,15 @@ def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
 
 
 def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  # noqa: ANN001
-    from tagd.pipeline import make_pipeline
+    from tagd.pipeline import PhotoOutcome, make_pipeline
 
     failed = done = changed = 0
     index = _open_index(args, settings)
     index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
     try:
-        # The index holds absolute paths; abspath like scan and the daemon, so a symlinked folder
-        # keeps the name it was given.
-        paths = [Path(os.path.abspath(p)) for p in args.paths]
-        outcomes = make_pipeline(settings, tagger, writer, index).run(_photo_paths(paths))
+        selection = _selection(args, settings)
+        refused = (PhotoOutcome(r.path, error=r.reason) for r in selection.refused)
+        outcomes = itertools.chain(refused, make_pipeline(settings, tagger, writer, index).run(selection.photos))
         failed, done, changed = _print_outcomes(args, outcomes)
     finally:
         index.close()
@@ -169,16 +173,15 @@ def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  
     return _exit_status("tag", done, failed)
 
 
-def _photo_paths(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files as given; folders expanded to photos and camera RAW files (keywords go to a sidecar).
+def _selection(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202 - Settings, photos.Selection
+    """The photos the command line names, found as scan and the daemon find them (tagd.photos):
+    the same formats and globs (watch.*), and no symlink followed out of the folders given.
+    Paths stay absolute but unresolved: the index holds them so, and a symlinked folder keeps
+    the name it was given."""
+    from tagd.photos import select
 
-    RAW is walked even though Pillow decodes few of them: one that fails gets its one-line error
-    like any bad file, rather than vanishing from a folder run.
-    """
-    from tagd.photos import PHOTO_SUFFIXES
-    from tagd.tagger import expand_paths
-
-    return expand_paths(paths, suffixes=PHOTO_SUFFIXES)
+    w = settings.watch
+    return select(args.paths, w.extensions, w.include, w.exclude, w.follow_symlinks)
 
 
 def _counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
@@ -308,8 +311,13 @@ def cmd_revert(args: argparse.Namespace) -> int:
     writer = make_writer(settings)
     index = _existing_index(args, settings)
     failed = done = 0
+    selection = _selection(args, settings)
     try:
-        for path in _photo_paths([Path(os.path.abspath(p)) for p in args.paths]):
+        for refused in selection.refused:
+            done += 1
+            failed += 1
+            print(f"{refused.path}\tERROR {refused.reason}")
+        for path in selection.photos:
             done += 1
             try:
                 outcome = writer.revert(path)

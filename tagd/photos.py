@@ -13,8 +13,9 @@ import hashlib
 import logging
 import os
 import stat as stat_mod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,56 @@ def walk_photos(root: Path, filter_: PathFilter, follow_symlinks: bool = False) 
 
 def _walk_error(exc: OSError) -> None:
     log.warning("%s: cannot list folder: %s", exc.filename, exc.strerror)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A path named on the command line that is not taken, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Selection:
+    """What command-line paths amount to: `refused`, known at once; `photos`, walked lazily."""
+
+    refused: list[Refused]
+    photos: Iterator[Path]
+
+
+def select(paths: Sequence[Path], extensions: Iterable[str] = PHOTO_SUFFIXES, include: Iterable[str] = (),
+           exclude: Iterable[str] = DEFAULT_EXCLUDE, follow_symlinks: bool = False) -> Selection:
+    """The photos that command-line `paths` name, as scan and the daemon would see them.
+
+    A folder is walked with `walk_photos`; the folders given (and the folder of each file given)
+    are the roots a followed symlink must stay inside. A file named explicitly is taken whatever
+    its suffix (it was asked for; a bad one gets its one-line error downstream), except a symlink
+    the walker would not follow: that one is refused with the walker's reason. Paths are made
+    absolute without resolving symlinks, so a symlinked folder keeps the name it was given.
+    """
+    given = [Path(os.path.abspath(p)) for p in paths]
+    folders = [p for p in given if p.is_dir()]
+    parents = [p.parent for p in given if p not in folders]
+    filter_ = PathFilter(list(dict.fromkeys([*folders, *parents])), extensions, include, exclude)
+    refused: list[Refused] = []
+    taken: list[Path] = []
+    for path in given:
+        if path in folders:
+            taken.append(path)
+        elif os.path.islink(path) and (reason := link_refusal(path, filter_, follow_symlinks)):
+            refused.append(Refused(path, reason))
+        else:
+            taken.append(path)
+
+    def photos() -> Iterator[Path]:
+        for path in taken:
+            if path in folders:
+                yield from (p for p, _ in walk_photos(path, filter_, follow_symlinks))
+            else:
+                yield path
+
+    return Selection(refused, photos())
 
 
 def file_sha256(path: Path) -> str:

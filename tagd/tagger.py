@@ -125,18 +125,3 @@ def load_vocabulary(model: Model) -> Vocabulary:
     return Vocabulary.load(
         model.bundle_dir / spec.vocabulary_file, n_labels=len(spec.labels), aggregate=spec.scores.aggregate
     )
-
-
-def expand_paths(args: Iterable[Path], suffixes: frozenset[str], recursive: bool = True) -> Iterator[Path]:
-    """Files as given; folders expanded to the photos inside them, sorted, dotfiles skipped."""
-    for arg in args:
-        arg = Path(arg)
-        if arg.is_dir():
-            walker = sorted(arg.rglob("*")) if recursive else sorted(arg.iterdir())
-            for child in walker:
-                if any(part.startswith(".") for part in child.relative_to(arg).parts):
-                    continue
-                if child.suffix.lower() in suffixes and child.is_file():
-                    yield child
-        else:
-            yield arg

@@ -37,8 +37,7 @@ def load(
     reader: Callable | None = None,
 ) -> LabelledSet:
     from tagd.metadata import ExifToolMissing, MetadataWriter, WriteError, check_available
-    from tagd.photos import PHOTO_SUFFIXES, RAW_SUFFIXES
-    from tagd.tagger import expand_paths
+    from tagd.photos import PHOTO_SUFFIXES, RAW_SUFFIXES, select
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -49,7 +48,7 @@ def load(
         raise DatasetError(str(exc)) from None
     report = LoadReport(source=f"library {folder}")
     # Training needs pixels, and Pillow decodes few camera RAW files.
-    paths = list(expand_paths([folder], PHOTO_SUFFIXES - RAW_SUFFIXES))
+    paths = list(select([folder], PHOTO_SUFFIXES - RAW_SUFFIXES).photos)
     if not paths:
         raise DatasetError(f"{folder}: no photos found")
     bad = check_decodable(paths, report) if check_images else set()
