@@ -292,6 +292,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     from tagd.config import config_search_path, describe, load_settings
 
     settings = load_settings(args.config)
+    if args.index:
+        settings.index.path = args.index  # what every other command would use
     if args.action == "check":
         used = [str(args.config)] if args.config else [str(p) for p in config_search_path() if p.is_file()]
         print(f"configuration OK ({', '.join(used) or 'defaults only'})")

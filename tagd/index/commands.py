@@ -69,16 +69,61 @@ def _add(
     parser.set_defaults(func=func)
 
 
+class _QueryWords(argparse.Action):
+    """The query: every word after the options, with the options written among them applied.
+
+    REMAINDER, so that `tagd search dog -cat` reads -cat as part of the query rather than as an
+    unknown option. A word that is an option of the command (its own, and the global --index,
+    --config and -v that tagd adds to every command) is applied as that option wherever it
+    stands, so `tagd search dog --index x.db` searches x.db; everything after `--` is query.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        words, options = _split_query(parser, list(values or []))
+        if options:
+            before = (getattr(namespace, "json", False), getattr(namespace, "count", False))
+            # Parsed by the same parser, into the same namespace: types, choices and errors as
+            # anywhere else on the line. (This action runs again for the empty query there.)
+            parser.parse_args(options, namespace)
+            if (namespace.json or before[0]) and (namespace.count or before[1]):
+                parser.error("argument --count: not allowed with argument --json")
+        setattr(namespace, self.dest, words)
+
+
+def _split_query(parser: argparse.ArgumentParser, tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(query words, option tokens) from the words after the command's leading options."""
+    known = parser._option_string_actions
+    words: list[str] = []
+    options: list[str] = []
+    rest = iter(tokens)
+    for token in rest:
+        if token == "--":
+            words.extend(rest)
+            break
+        name = token.partition("=")[0] if token.startswith("--") else token
+        action = known.get(name)
+        if action is None and len(token) > 2 and token.strip("v") == "-" and "-v" in known:
+            action = known["-v"]  # -vv: a count flag repeated
+        if action is None:
+            words.append(token)
+            continue
+        options.append(token)
+        if action.nargs != 0 and name == token:  # an option with a value, given as the next word
+            value = next(rest, None)
+            if value is not None:
+                options.append(value)
+    return words, options
+
+
 def _search_parser(p: argparse.ArgumentParser) -> None:
     p.epilog = QUERY_HELP
-    # REMAINDER, so that `tagd search dog -cat` reads -cat as part of the query rather than as an
-    # unknown option; options written after the query are picked out again in cmd_search.
     p.add_argument(
-        "query", nargs=argparse.REMAINDER, metavar="QUERY",
+        "query", nargs=argparse.REMAINDER, action=_QueryWords, metavar="QUERY",
         help="query words, joined with spaces (none: every photo); quote phrases for the shell: "
-             "'\"hot air balloon\"'; a query that starts with - needs -- first: tagd search -- -cat",
+             "'\"hot air balloon\"'; options may come before or after them; a query that starts with - "
+             "needs -- first: tagd search -- -cat",
     )
-    p.set_defaults(search_parser=p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object per photo per line: path, score, taken")
     out.add_argument("--count", action="store_true", help="print only the number of matching photos")
@@ -153,34 +198,8 @@ def _write(text: str, *, json_lines: bool = False) -> None:
 # -- search ------------------------------------------------------------------------------------
 
 
-_FLAGS = ("--json", "--count", "-0", "--null", "--suggestions")
-_VALUED = ("--sort", "--limit")
-
-
-def _split_query(args: argparse.Namespace) -> str:
-    """Query words from the remainder; search options found among them are applied to `args`."""
-    words, options = [], []
-    tokens = iter(args.query or [])
-    for token in tokens:
-        if token in _FLAGS or token.startswith(tuple(v + "=" for v in _VALUED)):
-            options.append(token)
-        elif token in _VALUED:
-            options += [token, next(tokens, "")]
-        else:
-            words.append(token)
-    if words and words[0] == "--":
-        words = words[1:]
-    parser = getattr(args, "search_parser", None)
-    if options and parser is not None:
-        before = (args.json, args.count)
-        parser.parse_args(options, namespace=args)
-        if (args.json or before[0]) and (args.count or before[1]):
-            parser.error("argument --count: not allowed with argument --json")
-    return " ".join(words)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
-    query = _split_query(args)
+    query = " ".join(args.query or [])
     try:
         from tagd.index.query import parse
 
