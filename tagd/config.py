@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagd.errors import ConfigError
+from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
 from tagd.photos import DEFAULT_EXCLUDE, PHOTO_SUFFIXES
 
 ENV_PREFIX = "TAGD_"
@@ -58,6 +59,14 @@ class ModelSettings(_Section):
     batch_size: int = Field(2, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
     decode_workers: int = Field(0, ge=0, le=256, description="Threads decoding photos in parallel; 0 means one per core.")
     max_tags: int = Field(10, ge=1, le=100, description="Most tags given to one photo.")
+    max_decode_pixels: int = Field(
+        DEFAULT_MAX_DECODE_PIXELS, ge=1,
+        description="Largest image tagd decodes, in pixels, counted as decoding allocates them: a baseline JPEG at the "
+                    "size draft mode decodes it (1/8 of each side for a large photo, so every camera JPEG fits), a "
+                    "progressive JPEG, PNG, TIFF or WebP at full size (about 3 bytes a pixel). Larger images are "
+                    "refused with a one-line reason (a decompression bomb claims billions). Default: Pillow's limit, "
+                    "89 MP, about 270 MB.",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod

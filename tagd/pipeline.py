@@ -68,7 +68,7 @@ def make_tagger(settings: "Settings", *, model_path: Path | None = None, threads
     model = Model(model_path or m.path, threads=m.threads if threads is None else threads, providers=m.providers)
     log.info("model %s on %s", model.version, ", ".join(model.providers))
     return Tagger(model, batch_size=batch_size or m.batch_size, decode_workers=m.decode_workers or None,
-                  max_tags=m.max_tags)
+                  max_tags=m.max_tags, max_decode_pixels=m.max_decode_pixels)
 
 
 def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> MetadataWriter:

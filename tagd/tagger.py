@@ -19,6 +19,7 @@ import numpy as np
 
 from tagd.decode import load_rgb
 from tagd.errors import ReadError
+from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
 from tagd.model import Model, normalise
 from tagd.vocab import ScoredTag, Vocabulary
 
@@ -53,12 +54,14 @@ class Tagger:
         batch_size: int = 16,
         decode_workers: int | None = None,
         max_tags: int = 10,
+        max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
     ) -> None:
         self.model = model or Model()
         self.vocabulary = vocabulary or load_vocabulary(self.model)
         self.batch_size = max(1, batch_size)
         self.decode_workers = decode_workers or max(1, os.cpu_count() or 1)
         self.max_tags = max_tags
+        self.max_decode_pixels = max_decode_pixels
 
     def tag_paths(self, paths: Iterable[Path]) -> Iterator[TagResult]:
         """Yield one result per path, in input order; a bad file yields a result with `error`."""
@@ -90,7 +93,7 @@ class Tagger:
             yield from self._flush(batch)
 
     def _decode(self, path: Path) -> np.ndarray:
-        return self.model.views(load_rgb(path, self.model.short_side))
+        return self.model.views(load_rgb(path, self.model.short_side, self.max_decode_pixels))
 
     def _flush(self, batch: list[tuple[Path, np.ndarray | str]]) -> Iterator[TagResult]:
         decoded = [item for _, item in batch if not isinstance(item, str)]

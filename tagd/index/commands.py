@@ -349,7 +349,8 @@ def _embed(args: argparse.Namespace, path: Path) -> Any:
     from tagd.tagger import Tagger
 
     m = load_settings(getattr(args, "config", None)).model
-    tagger = Tagger(Model(args.model or m.path, threads=m.threads, providers=m.providers), batch_size=1, decode_workers=1)
+    tagger = Tagger(Model(args.model or m.path, threads=m.threads, providers=m.providers), batch_size=1, decode_workers=1,
+                    max_decode_pixels=m.max_decode_pixels)
     result = next(iter(tagger.tag_paths([path])))
     if not result.ok or result.embedding is None:
         raise ReadError(path, result.error or "no embedding")
