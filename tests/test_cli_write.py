@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import temp_files
+from conftest import COCO128, temp_files
 from metadata_oracles import as_list, exiftool_keywords, exiftool_write
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
@@ -185,3 +185,44 @@ def test_a_photo_that_cannot_be_written_is_still_indexed_and_found(photos: Path,
     assert scan.returncode == 0, scan.stderr
     assert "cat" in as_list(exiftool_keywords(cat)["XMP-dc:Subject"])
     assert json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)["status"] == "tagged"
+
+
+def test_camera_stored_only_in_xmp_is_indexed_and_found(photos: Path, tmp_path: Path) -> None:
+    """`camera:` ignored make and model that a photo carries only in XMP (tiff:Make, tiff:Model;
+    8 of coco128's photos), though the date was read from XMP."""
+    from metadata_oracles import exiftool_json
+
+    nikon, canon = photos / "chelsea.jpg", photos / "coffee.jpg"
+    exiftool_write(nikon, "-XMP-tiff:Make=NIKON CORPORATION", "-XMP-tiff:Model=NIKON D700")
+    exiftool_write(canon, "-XMP-tiff:Make=Canon", "-XMP-tiff:Model=Canon EOS 550D", "-IFD0:Make=", "-IFD0:Model=")
+    record = exiftool_json(nikon, "-G1", "-a", "-Make", "-Model")
+    assert "IFD0:Make" not in record and record["XMP-tiff:Make"] == "NIKON CORPORATION"  # XMP only
+    index = tmp_path / "index.sqlite3"
+    assert tagd("--index", str(index), "tag", "--write", str(photos)).returncode == 0
+    found = tagd("--index", str(index), "search", "camera:nikon")
+    assert (found.returncode, found.stdout) == (0, f"{nikon}\n"), found.stderr
+    assert tagd("--index", str(index), "search", 'camera:"eos 550d"').stdout == f"{canon}\n"
+    shown = json.loads(tagd("--index", str(index), "show", "--json", str(nikon)).stdout)
+    assert shown["camera"] == "NIKON D700"
+
+
+@pytest.mark.skipif(not (COCO128 / "images").is_dir(), reason="../shared/data/coco128-dev not present")
+def test_coco_photos_with_their_camera_only_in_xmp(tmp_path: Path) -> None:
+    """The coco128 photos whose camera is only in XMP: 2 Canon, 4 Nikon among them."""
+    from metadata_oracles import exiftool_json
+
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    xmp_only = {"nikon": [], "canon": []}
+    for src in sorted((COCO128 / "images").glob("*.jpg")):
+        record = exiftool_json(src, "-G1", "-a", "-IFD0:Make", "-XMP-tiff:Make")
+        make = str(record.get("XMP-tiff:Make", "")).lower()
+        if "IFD0:Make" not in record and make.split()[:1] in (["nikon"], ["canon"]):
+            shutil.copyfile(src, folder / src.name)
+            xmp_only[make.split()[0]].append(folder / src.name)
+    assert (len(xmp_only["canon"]), len(xmp_only["nikon"])) == (2, 4)
+    index = tmp_path / "index.sqlite3"
+    assert tagd("--index", str(index), "tag", "--write", str(folder)).returncode == 0
+    for make, paths in xmp_only.items():
+        found = tagd("--index", str(index), "search", "--sort", "path", f"camera:{make}")
+        assert found.stdout.splitlines() == [str(p) for p in paths], (make, found.stderr)
