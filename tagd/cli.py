@@ -18,6 +18,7 @@ from typing import Sequence
 
 from tagd import __version__
 from tagd.errors import TagdError
+from tagd.output import json_line, write
 
 log = logging.getLogger("tagd")
 
@@ -126,7 +127,6 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return _tag_and_write(args, settings, tagger, writer)
     from tagd.tagger import TagResult
 
-    out = sys.stdout
     failed = done = 0
     started = time.monotonic()
     selection = _selection(args, settings)
@@ -138,10 +138,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
             record = _json_record(result)
             if args.suggestions:
                 record["suggestions"] = _tags_json(result.suggestions)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write(json_line(record), json_lines=True)
         else:
-            out.write(_table_row(result, args.suggestions) + "\n")
-        out.flush()
+            write(_table_row(result, args.suggestions) + "\n")
     elapsed = time.monotonic() - started
     if done:
         log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
@@ -215,13 +214,12 @@ def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:
                 "removed": outcome.removed,
                 "suggested_removals": outcome.suggested_removals,
             }
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write(json_line(record), json_lines=True)
         elif outcome.ok:
             state = f"wrote {outcome.target}" if outcome.changed else "unchanged"
-            sys.stdout.write(f"{outcome.path}\t+{', '.join(outcome.added) or '-'}\t({state})\n")
+            write(f"{outcome.path}\t+{', '.join(outcome.added) or '-'}\t({state})\n")
         else:
-            sys.stdout.write(f"{outcome.path}\tERROR {outcome.error}\n")
-        sys.stdout.flush()
+            write(f"{outcome.path}\tERROR {outcome.error}\n")
     return failed, done, changed
 
 
@@ -318,18 +316,18 @@ def cmd_revert(args: argparse.Namespace) -> int:
         for refused in selection.refused:
             done += 1
             failed += 1
-            print(f"{refused.path}\tERROR {refused.reason}")
+            write(f"{refused.path}\tERROR {refused.reason}\n")
         for path in selection.photos:
             done += 1
             try:
                 outcome = writer.revert(path)
             except WriteError as exc:
                 failed += 1
-                print(f"{path}\tERROR {exc.reason}")
+                write(f"{path}\tERROR {exc.reason}\n")
                 continue
             if index is not None and outcome.changed:
                 _record_revert(index, path, outcome.keywords)
-            print(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}")
+            write(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}\n")
     finally:
         if index is not None:
             index.close()

@@ -226,3 +226,43 @@ def test_coco_photos_with_their_camera_only_in_xmp(tmp_path: Path) -> None:
     for make, paths in xmp_only.items():
         found = tagd("--index", str(index), "search", "--sort", "path", f"camera:{make}")
         assert found.stdout.splitlines() == [str(p) for p in paths], (make, found.stderr)
+
+
+@pytest.mark.parametrize("env", [{"LC_ALL": "C"}, {"LC_ALL": "C.UTF-8"}, {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}],
+                         ids=["C", "C.UTF-8", "strict-utf8"])
+def test_every_json_output_is_valid_utf8_for_a_latin1_file_name(photos: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """A file named in Latin-1 (byte 0xE9) came out of `--json` as the raw byte (not UTF-8), or
+    as a traceback where stdout is strict. Every line of every --json output is valid UTF-8
+    JSON now, the byte as a \\udce9 escape that os.fsencode turns back into it."""
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    cat = Path(os.fsdecode(os.fsencode(folder) + b"/chat \xe9t\xe9.jpg"))
+    broken = Path(os.fsdecode(os.fsencode(folder) + b"/cass\xe9.jpg"))
+    shutil.copyfile(photos / "chelsea.jpg", cat)
+    shutil.copyfile(photos / "coffee.jpg", folder / "café.jpg")  # a UTF-8 name stays as it is
+    broken.write_bytes(b"not a photo")
+    index = tmp_path / "index.sqlite3"
+
+    def json_lines(*args: str) -> list[dict]:
+        proc = subprocess.run([sys.executable, "-m", "tagd", "--index", str(index), *args], capture_output=True,
+                              timeout=300, env={**os.environ, **env})
+        assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+        assert proc.stdout, (args, proc.stderr)
+        return [json.loads(line.decode("utf-8")) for line in proc.stdout.splitlines()]  # strict UTF-8
+
+    expected = {os.fsencode(p) for p in (cat, broken, folder / "café.jpg")}
+    for rows in (json_lines("tag", "--json", str(folder)), json_lines("tag", "--write", "--json", str(folder))):
+        assert {os.fsencode(r["path"]) for r in rows} == expected
+    written = {os.fsencode(r["path"]): r for r in json_lines("tag", "--write", "--json", "--sidecar", str(cat))}
+    assert written[os.fsencode(cat)]["written"] == os.fsdecode(os.fsencode(cat) + b".xmp")
+    assert "chat \\udce9t\\udce9.jpg" in json.dumps(written[os.fsencode(cat)]["path"])
+
+    assert os.fsencode(json_lines("search", "--json", "cat")[0]["path"]) == os.fsencode(cat)
+    assert os.fsencode(json_lines("show", "--json", str(cat))[0]["path"]) == os.fsencode(cat)
+    assert os.fsencode(json_lines("similar", "--json", "-k", "1", str(folder / "café.jpg"))[0]["path"]) == os.fsencode(cat)
+    stats = json_lines("stats", "--json")[0]
+    assert [os.fsencode(f["path"]) for f in stats["failed"]["files"]] == [os.fsencode(broken)]
+    # The plain output prints a path as its bytes, as ls does: what xargs needs.
+    proc = subprocess.run([sys.executable, "-m", "tagd", "--index", str(index), "search", "cat"], capture_output=True,
+                          timeout=60, env={**os.environ, **env})
+    assert proc.stdout == os.fsencode(cat) + b"\n"

@@ -9,7 +9,6 @@ unless `tagd similar` must embed a photo that is not in the index.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any, Callable
 from tagd.errors import ReadError, TagdError
 from tagd.index.errors import NotIndexedError, QueryError
 from tagd.index.query import SORTS
+from tagd.output import json_line, write as _write
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
 
@@ -183,18 +183,6 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _write(text: str, *, json_lines: bool = False) -> None:
-    """Write to stdout as bytes: a path that is not valid UTF-8 comes out as the bytes it is
-    (JSON gets a \\udcXX escape instead, which stays valid JSON)."""
-    data = text.encode("utf-8", "backslashreplace" if json_lines else "surrogateescape")
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(data.decode("utf-8", "replace"))
-        return
-    sys.stdout.flush()
-    buffer.write(data)
-
-
 # -- search ------------------------------------------------------------------------------------
 
 
@@ -218,11 +206,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         out = []
         for hit in hits[start:start + 1024]:
             if args.json:
-                out.append(json.dumps({
+                out.append(json_line({
                     "path": str(hit.path),
                     "score": round(hit.score, 4),
                     "taken": hit.taken.isoformat() if hit.taken else None,
-                }, ensure_ascii=False) + "\n")
+                }))
             else:
                 out.append(str(hit.path) + end)
         _write("".join(out), json_lines=args.json)
@@ -250,7 +238,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"tagd show: {NotIndexedError(given)}", file=sys.stderr)
                 status = EXIT_NO_MATCH
                 continue
-            _write(_show_json(record) + "\n" if args.json else _show_text(record), json_lines=args.json)
+            _write(_show_json(record) if args.json else _show_text(record), json_lines=args.json)
     return status
 
 
@@ -258,7 +246,7 @@ _STATE_ORDER = {s: i for i, s in enumerate(("kept", "added", "suggested-removal"
 
 
 def _show_json(record: Any) -> str:
-    return json.dumps({
+    return json_line({
         "path": str(record.path),
         "status": record.status,
         "reverted": record.reverted,
@@ -276,7 +264,7 @@ def _show_json(record: Any) -> str:
             {"name": t.name, "score": t.score, "source": t.source, "state": t.state}
             for t in sorted(record.tags, key=_tag_order)
         ],
-    }, ensure_ascii=False)
+    })
 
 
 def _show_text(record: Any) -> str:
@@ -336,7 +324,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     end = "\0" if args.null else "\n"
     for hit_path, score in hits:
         if args.json:
-            _write(json.dumps({"path": str(hit_path), "score": round(score, 4)}, ensure_ascii=False) + "\n", json_lines=True)
+            _write(json_line({"path": str(hit_path), "score": round(score, 4)}), json_lines=True)
         else:
             _write(str(hit_path) + end)
     return EXIT_OK if hits else EXIT_NO_MATCH
@@ -364,7 +352,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args) as index:
         stats = index.stats(top=args.top)
     if args.json:
-        _write(json.dumps(stats, ensure_ascii=False) + "\n", json_lines=True)
+        _write(json_line(stats), json_lines=True)
         return EXIT_OK
     p, ix = stats["photos"], stats["index"]
     lines = [
