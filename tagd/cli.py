@@ -184,11 +184,20 @@ def _selection(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202 - Se
 
 
 def _counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
-    """1 (and a warning) for a photo that failed, else 0."""
+    """1 for a photo that failed, else 0. Its row on stdout says why; the same line goes to stderr
+    too when stdout is not a terminal (redirected, the errors still show), else only with -v: in a
+    terminal both streams land on one screen, and each error read twice."""
     if item.ok:
         return 0
-    log.warning("%s: %s", item.path, item.error)
+    log.log(logging.INFO if _stdout_is_terminal() else logging.WARNING, "%s: %s", item.path, item.error)
     return 1
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _json_record(item) -> dict:  # noqa: ANN001 - TagResult or PhotoOutcome

@@ -118,3 +118,39 @@ def test_query_commands_do_not_import_the_model_runtime() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "", proc.stdout
+
+
+def tagd_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """`tagd` with stdout on a pseudo-terminal, as a person runs it: (status, terminal, stderr)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tagd", *args], stdout=slave, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    stderr = proc.stderr.read().decode()
+    return proc.wait(timeout=300), screen.decode().replace("\r\n", "\n"), stderr
+
+
+def test_a_tag_error_is_printed_once_in_a_terminal(photos: Path) -> None:
+    """Each error came twice, its row on stdout and a warning on stderr, on one screen."""
+    broken = photos / "broken.jpg"
+    broken.write_bytes((photos / "chelsea.jpg").read_bytes()[:300])
+    status, screen, stderr = tagd_on_a_terminal("tag", str(broken), str(photos / "coffee.jpg"))
+    assert status == 1
+    assert screen.count("broken.jpg") == 1 and screen.startswith(f"{broken}\tERROR cannot decode")
+    assert "broken.jpg" not in stderr, stderr
+    status, screen, stderr = tagd_on_a_terminal("-v", "tag", str(broken))
+    assert status == 1 and "broken.jpg" in stderr  # asked for more: there it is
+    proc = tagd("tag", str(broken))  # stdout redirected: the errors still reach the terminal
+    assert proc.stdout.count("broken.jpg") == 1 and proc.stderr.count("broken.jpg") == 1
