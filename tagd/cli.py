@@ -336,12 +336,22 @@ def cmd_revert(args: argparse.Namespace) -> int:
                 continue
             if index is not None and outcome.changed:
                 _record_revert(index, path, outcome.keywords)
-            write(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}\n")
+            write(f"{path}\t{_reverted(outcome)}\n")
     finally:
         if index is not None:
             index.close()
         writer.exiftool.close()
     return _exit_status("revert", done, failed)
+
+
+def _reverted(outcome) -> str:  # noqa: ANN001 - metadata.WriteOutcome
+    """What a revert did, as a sentence. The writer says how it reverted ("reverted", "removed
+    the sidecar tagd created"); unchanged only ever means tagd had not written there."""
+    if not outcome.changed:
+        return "nothing to revert: tagd has not written keywords to this photo"
+    if outcome.keywords:
+        return f"{outcome.message}; keywords now: {', '.join(outcome.keywords)}"
+    return f"{outcome.message}; the photo has no keywords now"
 
 
 def _existing_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202

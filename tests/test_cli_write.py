@@ -266,3 +266,16 @@ def test_every_json_output_is_valid_utf8_for_a_latin1_file_name(photos: Path, tm
     proc = subprocess.run([sys.executable, "-m", "tagd", "--index", str(index), "search", "cat"], capture_output=True,
                           timeout=60, env={**os.environ, **env})
     assert proc.stdout == os.fsencode(cat) + b"\n"
+
+
+def test_revert_says_what_it_did_in_a_sentence(photos: Path) -> None:
+    """'nothing to revert: tagd never wrote here: (no keywords)' read as two messages glued."""
+    cat, coffee = photos / "chelsea.jpg", photos / "coffee.jpg"
+    exiftool_write(cat, "-XMP-dc:Subject=Mittens")
+    proc = tagd("revert", str(cat))
+    assert proc.stdout == f"{cat}\tnothing to revert: tagd has not written keywords to this photo\n"
+    assert tagd("tag", "--write", str(cat), str(coffee)).returncode == 0
+    proc = tagd("revert", str(cat), str(coffee))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{cat}\treverted; keywords now: Mittens",
+                                        f"{coffee}\treverted; the photo has no keywords now"]
