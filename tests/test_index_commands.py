@@ -205,7 +205,9 @@ def test_similar_embeds_a_photo_that_is_not_indexed(tmp_path: Path, real_photo_d
     assert proc.returncode == 0, proc.stderr
     assert str(real_photo_dir / "chelsea.jpg") not in proc.stdout.splitlines() and len(proc.stdout.splitlines()) == 2
     proc = run("--index", str(path), "similar", str(tmp_path / "missing.jpg"))
-    assert proc.returncode == 1 and "not in the index" in proc.stderr
+    assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path / 'missing.jpg'}: no such file\n")
+    proc = run("--index", str(path), "similar", str(tmp_path))
+    assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path}: not a file (tagd similar takes one photo)\n")
 
 
 def test_options_after_the_query(library: Path) -> None:

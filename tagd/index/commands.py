@@ -317,8 +317,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
             embedding = index.embedding(args.path.resolve())
             path = args.path.resolve() if embedding is not None else path
         if embedding is None:
+            # Not in the index, so it must be a photo to embed: say what it is instead.
+            if not os.path.lexists(path):
+                raise ReadError(args.path, "no such file")
             if not path.is_file():
-                raise NotIndexedError(args.path)
+                raise ReadError(args.path, "not a file (tagd similar takes one photo)")
             embedding = _embed(args, path)
         hits = index.similar(embedding, k=args.k, exclude=path)
     end = "\0" if args.null else "\n"
