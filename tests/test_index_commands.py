@@ -72,10 +72,27 @@ def test_search_count_and_json(library: Path) -> None:
 
 
 def test_nothing_found_exits_1(library: Path) -> None:
-    proc = run("--index", str(library), "search", "unicorn")
+    proc = run("--index", str(library), "search", "cat", "dog")  # known words, no photo has both
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "")
-    proc = run("--index", str(library), "search", "--count", "unicorn")
+    proc = run("--index", str(library), "search", "--count", "cat", "dog")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "0\n", "")
+
+
+def test_nothing_found_names_the_words_no_tag_is_called(library: Path) -> None:
+    """`dog or cat` (lowercase or) and `dgo` (a typo) exited 1 with no word of why."""
+    proc = run("--index", str(library), "search", "dog", "or", "cat")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "tagd search: no tag in the index is called 'or'; the operator is OR, in capitals\n"
+    proc = run("--index", str(library), "search", "dgo")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "tagd search: no tag in the index is called 'dgo'; did you mean 'dog'?\n"
+    proc = run("--index", str(library), "search", "--count", "Grandmaa", "-unicorn")
     assert (proc.returncode, proc.stdout) == (1, "0\n")
+    assert proc.stderr.splitlines() == [  # user tags and synonyms are known words too
+        "tagd search: no tag in the index is called 'Grandmaa'; did you mean 'grandma'?",
+        "tagd search: no tag in the index is called 'unicorn'",
+    ]
+    assert run("--index", str(library), "search", "kitty").returncode == 0  # a synonym: found, no hint
 
 
 def test_syntax_error_exits_2_with_the_column(library: Path) -> None:

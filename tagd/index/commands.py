@@ -33,7 +33,7 @@ query language (details: README, "Searching the index"):
   taken:2024-06..2024-08  taken:>2023  taken:2024-06-15
   path:Pictures/2024/*  camera:pixel  status:failed  source:user  state:removed
 a photo has a tag when its state is kept or added; --suggestions also counts suggested ones.
-exit status: 0 found, 1 nothing found, 2 bad query."""
+exit status: 0 found, 1 nothing found (stderr names words no tag is called), 2 bad query."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -199,8 +199,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.count:
             n = index.count(query, suggestions=args.suggestions)
             _write(f"{n}\n")
+            if not n:
+                _unknown_words_hint(index, query)
             return EXIT_OK if n else EXIT_NO_MATCH
         hits = index.search(query, sort=args.sort, limit=args.limit, suggestions=args.suggestions)
+        if not hits:
+            _unknown_words_hint(index, query)
     end = "\0" if args.null else "\n"
     for start in range(0, len(hits), 1024):
         out = []
@@ -216,6 +220,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         _write("".join(out), json_lines=args.json)
     sys.stdout.flush()
     return EXIT_OK if hits else EXIT_NO_MATCH
+
+
+def _unknown_words_hint(index: Any, query: str) -> None:
+    """Nothing found: name the words no tag is called (a typo, a lowercase `or`), on stderr, so
+    that stdout stays what a script expects of an empty result."""
+    for unknown in index.unknown_words(query):
+        print(f"tagd search: {unknown}", file=sys.stderr)
 
 
 def _query_error(query: str, exc: QueryError) -> None:
