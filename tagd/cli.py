@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parser = sub.add_parser
     sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
-    tag = sub.add_parser("tag", help="tag photos now, without the daemon", description="Tag files or folders now and print the tags. Read-only: nothing is written.")
+    tag = sub.add_parser("tag", help="tag photos now, without the daemon", description="Tag files or folders now and print the tags. Without --write nothing is written; with --write the "
+                                     "tags also go into the photos' keywords (or .xmp sidecars) and the index.")
     tag.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
     tag.add_argument("--json", action="store_true", help="one JSON object per photo per line")
     tag.add_argument("--suggestions", action="store_true", help="also show weaker tags below their threshold")

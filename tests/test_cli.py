@@ -154,3 +154,11 @@ def test_a_tag_error_is_printed_once_in_a_terminal(photos: Path) -> None:
     assert status == 1 and "broken.jpg" in stderr  # asked for more: there it is
     proc = tagd("tag", str(broken))  # stdout redirected: the errors still reach the terminal
     assert proc.stdout.count("broken.jpg") == 1 and proc.stderr.count("broken.jpg") == 1
+
+
+def test_tag_help_does_not_call_the_write_command_read_only() -> None:
+    """`tag --help` said "Read-only: nothing is written" right above --write."""
+    proc = tagd("tag", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "Read-only" not in text and "Without --write nothing is written; with --write the tags also go into" in text
