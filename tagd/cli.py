@@ -246,10 +246,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tagd.daemon import Daemon
 
     settings = load_settings(args.config)  # an invalid config fails here, before anything is touched
+    _roots(args.roots, settings, "watch")  # the daemon resolves them itself (and again on SIGHUP)
     if args.index:
         settings.index.path = args.index
     _daemon_logging(args.verbose)
     return Daemon(settings, args.roots or None, args.config).run()
+
+
+def _roots(given: Sequence[Path], settings, verb: str) -> list[Path]:  # noqa: ANN001 - Settings
+    """The folders `run` or `scan` work on (the command line's, else watch.roots), each one there:
+    the same usage error from both, before the model or the index is touched."""
+    roots = [Path(os.path.abspath(p)) for p in (given or settings.watch.roots)]
+    if not roots:
+        raise UsageError(f"nothing to {verb}: give folders (`tagd {'run' if verb == 'watch' else verb} ~/Pictures`) "
+                         "or set watch.roots in the config")
+    missing = [r for r in roots if not r.is_dir()]
+    if missing:
+        raise UsageError(f"not a folder: {missing[0]}")
+    return roots
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -259,12 +273,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from tagd.scan import Progress, plan
 
     settings = load_settings(args.config)
-    roots = [Path(os.path.abspath(p)) for p in (args.paths or settings.watch.roots)]
-    if not roots:
-        raise UsageError("nothing to scan: give folders or set watch.roots in the config")
-    missing = [r for r in roots if not r.is_dir()]
-    if missing:
-        raise UsageError(f"not a folder: {missing[0]}")
+    roots = _roots(args.paths, settings, "scan")
     s = settings
     writer = make_writer(settings)
     tagger = make_tagger(settings)

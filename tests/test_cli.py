@@ -81,9 +81,19 @@ def test_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize("command", ["run", "scan"])
 def test_missing_folder_is_refused_at_start(command: str, tmp_path: Path) -> None:
-    proc = tagd(command, str(tmp_path / "nope"))
-    assert proc.returncode in (1, 2)
-    assert proc.stderr.count("\n") == 1 and "not a folder" in proc.stderr, proc.stderr
+    """run and scan refuse a folder that is not there alike: a usage error (2), one line."""
+    (tmp_path / "here").mkdir()
+    proc = tagd(command, str(tmp_path / "here"), str(tmp_path / "nope"))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"tagd {command}: not a folder: {tmp_path / 'nope'}\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[watch]\nroots = ["{tmp_path / "gone"}"]\n')
+    proc = tagd("--config", str(config), command)
+    assert (proc.returncode, proc.stderr) == (2, f"tagd {command}: not a folder: {tmp_path / 'gone'}\n")
+    config.write_text("[watch]\nroots = []\n")
+    proc = tagd("--config", str(config), command)
+    verb = "watch" if command == "run" else "scan"
+    assert (proc.returncode, proc.stderr) == (
+        2, f"tagd {command}: nothing to {verb}: give folders (`tagd {command} ~/Pictures`) or set watch.roots in the config\n")
 
 
 def test_config_show_documents_every_key() -> None:
