@@ -119,15 +119,30 @@ def test_missing_model_bundle_is_one_line(tmp_path: Path, real_photo_dir: Path) 
     assert "no bundle.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_query_commands_do_not_import_the_model_runtime() -> None:
-    code = (
-        "import sys; from tagd.cli import main\n"
-        "main(['search', 'dog'])\n"
-        "heavy = [m for m in ('onnxruntime', 'numpy', 'PIL', 'tagd.model') if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == "", proc.stdout
+def test_query_commands_do_not_import_the_model_runtime(tmp_path: Path) -> None:
+    """`tagd search`/`show`/`stats` through the whole CLI, on a real index (found by --index or
+    by the config), run to the end without loading onnxruntime, numpy, Pillow or the model."""
+    from tagd.index.db import Index, IndexedTag, PhotoRecord
+
+    index = tmp_path / "index.sqlite3"
+    with Index(index) as ix:
+        ix.set_vocabulary([("animal", [], []), ("dog", ["animal"], [])])
+        ix.upsert_photos([PhotoRecord(Path("/pics/dog.jpg"), "a" * 64, 1, 1, tags=[IndexedTag("dog", 0.9, "model", "kept")])])
+    config = tmp_path / "config.toml"
+    config.write_text(f'[index]\npath = "{index}"\n')
+    for argv, expected in ((["--index", str(index), "search", "animal"], "/pics/dog.jpg\n"),
+                           (["--config", str(config), "search", "dog"], "/pics/dog.jpg\n"),
+                           (["--index", str(index), "show", "/pics/dog.jpg"], "status   tagged"),
+                           (["stats", "--index", str(index)], "photos      1: 1 tagged")):
+        code = (
+            "import sys; from tagd.cli import main\n"
+            f"rc = main({argv!r})\n"
+            "heavy = [m for m in ('onnxruntime', 'numpy', 'PIL', 'tagd.model') if m in sys.modules]\n"
+            "print('heavy:', ','.join(heavy), 'rc:', rc)"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert expected in proc.stdout, (argv, proc.stdout, proc.stderr)  # it did its work ...
+        assert proc.stdout.splitlines()[-1] == "heavy:  rc: 0", (argv, proc.stdout, proc.stderr)  # ... light
 
 
 def tagd_on_a_terminal(*args: str) -> tuple[int, str, str]:
