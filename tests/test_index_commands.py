@@ -171,18 +171,21 @@ def test_search_and_show_do_not_import_the_model_runtime(library: Path) -> None:
 
 
 def test_register_replaces_the_reserved_placeholders(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tagd import cli
-
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    """A parser that reserves search/show/similar/stats with placeholders gets the real commands:
+    each listed once in the help, the placeholder's text gone, and the real command run."""
+    parser = argparse.ArgumentParser(prog="tagd")
+    parser.add_argument("--index", type=Path)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in ("search", "show", "similar", "stats"):
+        sub.add_parser(name, help="reserved placeholder").set_defaults(func=lambda args: 99)
     register(sub)
     args = parser.parse_args(["--index", str(library), "search", "--count", "cat"])
     assert args.func(args) == 0
     assert capsys.readouterr().out == "2\n"
-    helptext = parser.format_help()
-    for name in ("search", "show", "similar", "stats"):
-        assert name in helptext
-    assert "not in this version" not in sub._name_parser_map["search"].format_help()
+    assert "reserved placeholder" not in parser.format_help()
+    assert [a.dest for a in sub._choices_actions] == ["search", "show", "similar", "stats"]
+    assert "cat:>0.8" not in sub._name_parser_map["stats"].format_help()  # each parser its own
+    assert "dog:>0.8" in sub._name_parser_map["search"].format_help()
 
 
 def test_paths_that_are_not_utf8_come_out_as_their_bytes(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
