@@ -7,16 +7,18 @@ them, so `tagd search` and `tagd show` start in milliseconds.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from tagd import __version__
 from tagd.errors import TagdError
+from tagd.output import json_line, write
 
 log = logging.getLogger("tagd")
 
@@ -73,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parser = sub.add_parser
     sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
-    tag = sub.add_parser("tag", help="tag photos now, without the daemon", description="Tag files or folders now and print the tags. Read-only: nothing is written.")
+    tag = sub.add_parser("tag", help="tag photos now, without the daemon", description="Tag files or folders now and print the tags. Without --write nothing is written; with --write the "
+                                     "tags also go into the photos' keywords (or .xmp sidecars) and the index.")
     tag.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
     tag.add_argument("--json", action="store_true", help="one JSON object per photo per line")
     tag.add_argument("--suggestions", action="store_true", help="also show weaker tags below their threshold")
@@ -123,20 +126,22 @@ def cmd_tag(args: argparse.Namespace) -> int:
     tagger = make_tagger(settings, model_path=args.model, threads=args.threads, batch_size=args.batch_size)
     if writer is not None:
         return _tag_and_write(args, settings, tagger, writer)
-    out = sys.stdout
+    from tagd.tagger import TagResult
+
     failed = done = 0
     started = time.monotonic()
-    for result in tagger.tag_paths(_photo_paths([Path(os.path.abspath(p)) for p in args.paths])):
+    selection = _selection(args, settings)
+    refused = (TagResult(r.path, [], error=r.reason) for r in selection.refused)
+    for result in itertools.chain(refused, tagger.tag_paths(selection.photos)):
         done += 1
         failed += _counted_failure(result)
         if args.json:
             record = _json_record(result)
             if args.suggestions:
                 record["suggestions"] = _tags_json(result.suggestions)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write(json_line(record), json_lines=True)
         else:
-            out.write(_table_row(result, args.suggestions) + "\n")
-        out.flush()
+            write(_table_row(result, args.suggestions) + "\n")
     elapsed = time.monotonic() - started
     if done:
         log.info("tagged %d photos in %.2f s (%.1f/s), %d failed", done - failed, elapsed, done / max(elapsed, 1e-9), failed)
@@ -150,16 +155,15 @@ def _open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
 
 
 def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  # noqa: ANN001
-    from tagd.pipeline import make_pipeline
+    from tagd.pipeline import PhotoOutcome, make_pipeline
 
     failed = done = changed = 0
     index = _open_index(args, settings)
     index.set_vocabulary((t.name, t.parents, t.synonyms) for t in tagger.vocabulary.tags)
     try:
-        # The index holds absolute paths; abspath like scan and the daemon, so a symlinked folder
-        # keeps the name it was given.
-        paths = [Path(os.path.abspath(p)) for p in args.paths]
-        outcomes = make_pipeline(settings, tagger, writer, index).run(_photo_paths(paths))
+        selection = _selection(args, settings)
+        refused = (PhotoOutcome(r.path, error=r.reason) for r in selection.refused)
+        outcomes = itertools.chain(refused, make_pipeline(settings, tagger, writer, index).run(selection.photos))
         failed, done, changed = _print_outcomes(args, outcomes)
     finally:
         index.close()
@@ -169,24 +173,32 @@ def _tag_and_write(args: argparse.Namespace, settings, tagger, writer) -> int:  
     return _exit_status("tag", done, failed)
 
 
-def _photo_paths(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files as given; folders expanded to photos and camera RAW files (keywords go to a sidecar).
+def _selection(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202 - Settings, photos.Selection
+    """The photos the command line names, found as scan and the daemon find them (tagd.photos):
+    the same formats and globs (watch.*), and no symlink followed out of the folders given.
+    Paths stay absolute but unresolved: the index holds them so, and a symlinked folder keeps
+    the name it was given."""
+    from tagd.photos import select
 
-    RAW is walked even though Pillow decodes few of them: one that fails gets its one-line error
-    like any bad file, rather than vanishing from a folder run.
-    """
-    from tagd.metadata.sidecar import RAW_SUFFIXES
-    from tagd.tagger import PHOTO_SUFFIXES, expand_paths
-
-    return expand_paths(paths, suffixes=PHOTO_SUFFIXES | RAW_SUFFIXES)
+    w = settings.watch
+    return select(args.paths, w.extensions, w.include, w.exclude, w.follow_symlinks)
 
 
 def _counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
-    """1 (and a warning) for a photo that failed, else 0."""
+    """1 for a photo that failed, else 0. Its row on stdout says why; the same line goes to stderr
+    too when stdout is not a terminal (redirected, the errors still show), else only with -v: in a
+    terminal both streams land on one screen, and each error read twice."""
     if item.ok:
         return 0
-    log.warning("%s: %s", item.path, item.error)
+    log.log(logging.INFO if _stdout_is_terminal() else logging.WARNING, "%s: %s", item.path, item.error)
     return 1
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _json_record(item) -> dict:  # noqa: ANN001 - TagResult or PhotoOutcome
@@ -212,13 +224,12 @@ def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:
                 "removed": outcome.removed,
                 "suggested_removals": outcome.suggested_removals,
             }
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write(json_line(record), json_lines=True)
         elif outcome.ok:
             state = f"wrote {outcome.target}" if outcome.changed else "unchanged"
-            sys.stdout.write(f"{outcome.path}\t+{', '.join(outcome.added) or '-'}\t({state})\n")
+            write(f"{outcome.path}\t+{', '.join(outcome.added) or '-'}\t({state})\n")
         else:
-            sys.stdout.write(f"{outcome.path}\tERROR {outcome.error}\n")
-        sys.stdout.flush()
+            write(f"{outcome.path}\tERROR {outcome.error}\n")
     return failed, done, changed
 
 
@@ -235,25 +246,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tagd.daemon import Daemon
 
     settings = load_settings(args.config)  # an invalid config fails here, before anything is touched
+    _roots(args.roots, settings, "watch")  # the daemon resolves them itself (and again on SIGHUP)
     if args.index:
         settings.index.path = args.index
     _daemon_logging(args.verbose)
     return Daemon(settings, args.roots or None, args.config).run()
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
-    from tagd.config import load_settings
-    from tagd.pipeline import make_pipeline, make_tagger, make_writer
-    from tagd.scan import Progress, plan
-    from tagd.watch import PathFilter
-
-    settings = load_settings(args.config)
-    roots = [Path(os.path.abspath(p)) for p in (args.paths or settings.watch.roots)]
+def _roots(given: Sequence[Path], settings, verb: str) -> list[Path]:  # noqa: ANN001 - Settings
+    """The folders `run` or `scan` work on (the command line's, else watch.roots), each one there:
+    the same usage error from both, before the model or the index is touched."""
+    roots = [Path(os.path.abspath(p)) for p in (given or settings.watch.roots)]
     if not roots:
-        raise UsageError("nothing to scan: give folders or set watch.roots in the config")
+        raise UsageError(f"nothing to {verb}: give folders (`tagd {'run' if verb == 'watch' else verb} ~/Pictures`) "
+                         "or set watch.roots in the config")
     missing = [r for r in roots if not r.is_dir()]
     if missing:
         raise UsageError(f"not a folder: {missing[0]}")
+    return roots
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from tagd.config import load_settings
+    from tagd.pipeline import make_pipeline, make_tagger, make_writer
+    from tagd.photos import PathFilter
+    from tagd.scan import Progress, plan
+
+    settings = load_settings(args.config)
+    roots = _roots(args.paths, settings, "scan")
     s = settings
     writer = make_writer(settings)
     tagger = make_tagger(settings)
@@ -289,6 +309,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     from tagd.config import config_search_path, describe, load_settings
 
     settings = load_settings(args.config)
+    if args.index:
+        settings.index.path = args.index  # what every other command would use
     if args.action == "check":
         used = [str(args.config)] if args.config else [str(p) for p in config_search_path() if p.is_file()]
         print(f"configuration OK ({', '.join(used) or 'defaults only'})")
@@ -308,23 +330,38 @@ def cmd_revert(args: argparse.Namespace) -> int:
     writer = make_writer(settings)
     index = _existing_index(args, settings)
     failed = done = 0
+    selection = _selection(args, settings)
     try:
-        for path in _photo_paths([Path(os.path.abspath(p)) for p in args.paths]):
+        for refused in selection.refused:
+            done += 1
+            failed += 1
+            write(f"{refused.path}\tERROR {refused.reason}\n")
+        for path in selection.photos:
             done += 1
             try:
                 outcome = writer.revert(path)
             except WriteError as exc:
                 failed += 1
-                print(f"{path}\tERROR {exc.reason}")
+                write(f"{path}\tERROR {exc.reason}\n")
                 continue
             if index is not None and outcome.changed:
                 _record_revert(index, path, outcome.keywords)
-            print(f"{path}\t{outcome.message}: {', '.join(outcome.keywords) or '(no keywords)'}")
+            write(f"{path}\t{_reverted(outcome)}\n")
     finally:
         if index is not None:
             index.close()
         writer.exiftool.close()
     return _exit_status("revert", done, failed)
+
+
+def _reverted(outcome) -> str:  # noqa: ANN001 - metadata.WriteOutcome
+    """What a revert did, as a sentence. The writer says how it reverted ("reverted", "removed
+    the sidecar tagd created"); unchanged only ever means tagd had not written there."""
+    if not outcome.changed:
+        return "nothing to revert: tagd has not written keywords to this photo"
+    if outcome.keywords:
+        return f"{outcome.message}; keywords now: {', '.join(outcome.keywords)}"
+    return f"{outcome.message}; the photo has no keywords now"
 
 
 def _existing_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
@@ -337,7 +374,7 @@ def _record_revert(index, path: Path, keywords: list[str]) -> None:  # noqa: ANN
     """The index follows the file: the user's keywords only, and the photo marked reverted so
     that the daemon does not tag it straight back."""
     from tagd.index.db import IndexedTag
-    from tagd.pipeline import file_sha256
+    from tagd.photos import file_sha256
 
     record = index.get(path)
     if record is None:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagd.errors import ConfigError
+from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
+from tagd.photos import DEFAULT_EXCLUDE, PHOTO_SUFFIXES
 
 ENV_PREFIX = "TAGD_"
 
@@ -57,6 +59,14 @@ class ModelSettings(_Section):
     batch_size: int = Field(2, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
     decode_workers: int = Field(0, ge=0, le=256, description="Threads decoding photos in parallel; 0 means one per core.")
     max_tags: int = Field(10, ge=1, le=100, description="Most tags given to one photo.")
+    max_decode_pixels: int = Field(
+        DEFAULT_MAX_DECODE_PIXELS, ge=1,
+        description="Largest image tagd decodes, in pixels, counted as decoding allocates them: a baseline JPEG at the "
+                    "size draft mode decodes it (1/8 of each side for a large photo, so every camera JPEG fits), a "
+                    "progressive JPEG, PNG, TIFF or WebP at full size (about 3 bytes a pixel). Larger images are "
+                    "refused with a one-line reason (a decompression bomb claims billions). Default: Pillow's limit, "
+                    "89 MP, about 270 MB.",
+    )
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -84,18 +94,15 @@ class WriteSettings(_Section):
         return self.workers or max(1, min(4, os.cpu_count() or 1))
 
 
-DEFAULT_EXCLUDE = ["*.part", "*.crdownload", "*.tmp", "*~", ".*", "@eaDir", "#recycle", ".thumbnails"]
-
-
 class WatchSettings(_Section):
     roots: list[Path] = Field([], description="Folders to watch, recursively; `tagd run ROOT...` overrides them.")
     extensions: list[str] = Field(
-        [".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".dng", ".cr2", ".cr3",
-         ".nef", ".arw", ".orf", ".raf", ".rw2"],
-        description="File extensions (case-insensitive) that are photos.",
+        sorted(PHOTO_SUFFIXES),
+        description="File extensions (case-insensitive) that are photos, for every command (tag, revert, scan, run); "
+                    "the default is tagd's table of photo and camera RAW formats.",
     )
     include: list[str] = Field([], description="If set, only paths matching one of these globs (relative to their root) are processed.")
-    exclude: list[str] = Field(DEFAULT_EXCLUDE, description="Globs (matched against each path component and the relative path) that are never processed.")
+    exclude: list[str] = Field(list(DEFAULT_EXCLUDE), description="Globs (matched against each path component and the relative path) that are never processed.")
     settle_s: float = Field(2.0, ge=0.0, le=3600, description="A file is processed only after its size and mtime have not changed for this long.")
     rescan_interval_s: float = Field(3600.0, ge=0.0, description="Reconcile the roots with the index this often (0: only at start).")
     polling: bool = Field(False, description="Poll instead of inotify: for network mounts (NFS, SMB) where inotify sees no events.")

@@ -18,8 +18,9 @@ from pathlib import Path
 from tagd.config import Settings, load_settings
 from tagd.errors import ConfigError
 from tagd.index.errors import NotIndexedError
+from tagd.photos import PathFilter, file_sha256
 from tagd.systemd import Notifier
-from tagd.watch import Change, PathFilter, Watcher
+from tagd.watch import Change, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +228,6 @@ class Daemon:
                 self.counts["gone"] += 1
 
     def _apply_events(self) -> None:
-        from tagd.pipeline import file_sha256
-
         while self.events:
             change = self.events.popleft()
             if change.kind == "rescan":

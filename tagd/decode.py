@@ -2,7 +2,12 @@
 
 JPEGs are decoded with Pillow's draft mode, which lets libjpeg scale by 1/2, 1/4 or 1/8
 while decoding the DCT blocks: a 12 MP photo becomes ~500 px for a fraction of the cost
-of a full decode. Pillow's decompression-bomb guard stays on and its warning is an error.
+of a full decode.
+
+Decompression bombs (a header claiming far more pixels than anyone should allocate) are refused
+by what decoding would actually allocate, not by the size the header claims: Pillow's own check
+does the latter, and refused 96-102 MP camera JPEGs that draft mode decodes at 1.5 MP. So Pillow's
+check is off and `max_pixels` (model.max_decode_pixels) is applied to the decoded size instead.
 """
 
 from __future__ import annotations
@@ -12,23 +17,22 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from tagd.errors import ReadError
-from tagd.memory import large_operation
+from tagd.memory import DEFAULT_MAX_DECODE_PIXELS, large_operation
 
-# The guard stays at Pillow's default; we only make sure nobody has turned it off and that
-# the "DecompressionBombWarning" band (between the limit and twice the limit) also refuses.
-if Image.MAX_IMAGE_PIXELS is None:
-    Image.MAX_IMAGE_PIXELS = 89_478_485
+# Opening a file reads only its header; the limit that matters is checked in _to_model_input.
+Image.MAX_IMAGE_PIXELS = None
 
 RESAMPLE = Image.Resampling.BILINEAR
 
 
-def load_rgb(path: Path, short_side: int) -> Image.Image:
+def load_rgb(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> Image.Image:
     """Open `path`, apply its EXIF orientation, return an RGB image whose short side is `short_side`.
 
-    Raises ReadError with a one-line reason for anything that is not a decodable photo.
+    Raises ReadError with a one-line reason for anything that is not a decodable photo, or whose
+    decode would allocate more than `max_pixels` pixels.
     """
     path = Path(path)
     try:
@@ -44,14 +48,10 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
     if st.st_size == 0:
         raise ReadError(path, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return _to_model_input(im, short_side, st.st_size)
-    except ReadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ReadError(path, f"refused as a decompression bomb ({_first_line(exc)})") from None
+        with Image.open(path) as im:
+            return _to_model_input(im, short_side, st.st_size, max_pixels)
+    except TooLarge as exc:
+        raise ReadError(path, str(exc)) from None
     except UnidentifiedImageError:
         raise ReadError(path, "not an image Pillow can read") from None
     except PermissionError:
@@ -66,25 +66,53 @@ def load_rgb(path: Path, short_side: int) -> Image.Image:
 
 
 # Formats without draft mode (PNG, TIFF, WebP) decode at full size: ~50 MB for 12 MP, so large
-# ones take tagd.memory's lock; JPEGs (draft-decoded, a few MB) never wait.
+# ones take tagd.memory's lock, and so do progressive JPEGs (below); baseline JPEGs (draft-decoded,
+# a few MB) never wait.
 FULL_DECODE_PIXELS = 4_000_000
 MAX_READ_BLOCK = 8 * 1024 * 1024  # a JPEG larger than this is read in blocks of this size
 
 
-def _to_model_input(im: Image.Image, short_side: int, size: int = 0) -> Image.Image:
+class TooLarge(Exception):
+    """Decoding would allocate more pixels than allowed; the text says how many and what to raise."""
+
+    def __init__(self, size: tuple[int, int], max_pixels: int, decoded: tuple[int, int] | None = None,
+                 why: str = "") -> None:
+        width, height = size
+        text = f"image is {width}×{height} = {_mp(width * height)}"
+        if decoded is not None:
+            text += f", decoded at {decoded[0]}×{decoded[1]} = {_mp(decoded[0] * decoded[1])}"
+        super().__init__(f"{text}{why}, more than model.max_decode_pixels ({max_pixels:,} = {_mp(max_pixels)}) allows; "
+                         "raise it to tag such photos")
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 10e6 else f"{pixels / 1e6:.1f} MP"
+
+
+def _to_model_input(im: Image.Image, short_side: int, size: int = 0,
+                    max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> Image.Image:
     orientation = _exif_orientation(im)
-    if im.format == "JPEG":
+    full = im.size
+    held_whole = True  # what decoding allocates: the full image, except for a baseline JPEG
+    if isinstance(im, JpegImagePlugin.JpegImageFile):  # MPO too (a JPEG with previews, as cameras write)
+        # libjpeg keeps every DCT coefficient of a progressive JPEG until its last scan, at full
+        # size whatever the scaling (a 96 MP one: 300 MB); a baseline one is decoded in strips.
+        held_whole = bool(im.info.get("progressive"))
+        if held_whole and full[0] * full[1] > max_pixels:
+            raise TooLarge(full, max_pixels, why=" (a progressive JPEG is held whole while decoding)")
         # DCT scaling never goes below the requested box, so asking for a square of the short
         # side keeps at least `short_side` pixels on both axes whatever the orientation.
         im.draft("RGB", (short_side, short_side))
+        if im.size[0] * im.size[1] > max_pixels:
+            raise TooLarge(full, max_pixels, decoded=im.size)
         # One read and one decoder call for the whole file, not one per 64 kB: the decoder
         # releases the GIL while it works and must take it back after each call, which costs a
         # wait whenever the writer or inference threads hold it.
         im.decodermaxblock = max(im.decodermaxblock, min(size, MAX_READ_BLOCK))
-        im.load()  # decode now so truncation errors surface here, inside the guard
-        return _resized(im, orientation, short_side)
-    if im.size[0] * im.size[1] < FULL_DECODE_PIXELS:
-        im.load()
+    elif full[0] * full[1] > max_pixels:
+        raise TooLarge(full, max_pixels)
+    if not held_whole or full[0] * full[1] < FULL_DECODE_PIXELS:
+        im.load()  # decode now so truncation errors surface here, inside the error handling
         return _resized(im, orientation, short_side)
     with large_operation:
         im.load()

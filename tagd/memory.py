@@ -12,3 +12,8 @@ from __future__ import annotations
 import threading
 
 large_operation = threading.Lock()
+
+# The most pixels one decode may allocate by default (model.max_decode_pixels; tagd/decode.py
+# counts them): Pillow's own decompression-bomb limit, about 270 MB as RGB. Here, and not in
+# decode.py, so that the configuration can name it without importing Pillow.
+DEFAULT_MAX_DECODE_PIXELS = 89_478_485

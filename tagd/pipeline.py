@@ -9,7 +9,6 @@ index rows are written in batches.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import math
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
 from tagd.metadata.writer import refused_for_permissions, writable
+from tagd.photos import file_sha256
 from tagd.refine import PIPELINE, LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
 from tagd.tagger import Tagger, TagResult
 from tagd.vocab import ScoredTag, Vocabulary
@@ -68,7 +68,7 @@ def make_tagger(settings: "Settings", *, model_path: Path | None = None, threads
     model = Model(model_path or m.path, threads=m.threads if threads is None else threads, providers=m.providers)
     log.info("model %s on %s", model.version, ", ".join(model.providers))
     return Tagger(model, batch_size=batch_size or m.batch_size, decode_workers=m.decode_workers or None,
-                  max_tags=m.max_tags)
+                  max_tags=m.max_tags, max_decode_pixels=m.max_decode_pixels)
 
 
 def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> MetadataWriter:
@@ -94,14 +94,6 @@ class LibraryEvidence:
 
     stats: LibraryStats
     neighbours: list[Neighbour]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Pipeline:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat as stat_mod
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tagd.watch import PathFilter
+from tagd.photos import PathFilter, file_sha256, walk_photos
 
 if TYPE_CHECKING:
     from tagd.index.db import Index
@@ -43,44 +42,6 @@ class ScanPlan:
     unchanged: int = 0
 
 
-def walk_photos(root: Path, filter_: PathFilter, follow_symlinks: bool = False) -> Iterator[tuple[Path, os.stat_result]]:
-    """Photos under `root`, never leaving the roots: symlinked folders are not entered and a
-    symlinked file is taken only when asked to and its target lies inside a root."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not filter_.excluded_dir(here / d))
-        for name in sorted(filenames):
-            path = here / name
-            if not filter_.accepts(path):
-                continue
-            # Each skip says why, in the same words as the watcher (watch.Settler).
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue  # vanished
-            if stat_mod.S_ISLNK(st.st_mode):
-                if not follow_symlinks:
-                    log.info("%s: symlink; not followed (watch.follow_symlinks is off)", path)
-                    continue
-                target = Path(os.path.realpath(path))
-                if filter_.root_of(target) is None:
-                    log.info("%s: symlink to %s outside the watched folders; not followed", path, target)
-                    continue
-                try:
-                    st = os.stat(path)
-                except OSError as exc:
-                    log.info("%s: symlink cannot be followed (%s); skipped", path, exc.strerror or exc)
-                    continue
-            if stat_mod.S_ISREG(st.st_mode):
-                yield path, st
-            else:
-                log.info("%s: not a regular file; skipped", path)
-
-
-def _walk_error(exc: OSError) -> None:
-    log.warning("%s: cannot list folder: %s", exc.filename, exc.strerror)
-
-
 def known_under(index: "Index", root: Path) -> dict[Path, Known]:
     prefix = os.fsencode(Path(root)) + b"/"
 
@@ -98,7 +59,6 @@ def known_under(index: "Index", root: Path) -> dict[Path, Known]:
 def plan(index: "Index", roots: list[Path], filter_: PathFilter, model_version: str,
          follow_symlinks: bool = False) -> ScanPlan:
     from tagd.metadata.writer import refused_for_permissions
-    from tagd.pipeline import file_sha256
 
     result = ScanPlan()
     for root in roots:

@@ -19,6 +19,7 @@ import numpy as np
 
 from tagd.decode import load_rgb
 from tagd.errors import ReadError
+from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
 from tagd.model import Model, normalise
 from tagd.vocab import ScoredTag, Vocabulary
 
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 
 LOOKAHEAD_PER_WORKER = 8  # photos each decode worker may run ahead of inference (see tag_paths)
 MAX_LOOKAHEAD = 32  # ... and all of them together, whatever the core count (~60 MB of views)
-
-PHOTO_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif",
-})
 
 
 @dataclass
@@ -57,12 +54,14 @@ class Tagger:
         batch_size: int = 16,
         decode_workers: int | None = None,
         max_tags: int = 10,
+        max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
     ) -> None:
         self.model = model or Model()
         self.vocabulary = vocabulary or load_vocabulary(self.model)
         self.batch_size = max(1, batch_size)
         self.decode_workers = decode_workers or max(1, os.cpu_count() or 1)
         self.max_tags = max_tags
+        self.max_decode_pixels = max_decode_pixels
 
     def tag_paths(self, paths: Iterable[Path]) -> Iterator[TagResult]:
         """Yield one result per path, in input order; a bad file yields a result with `error`."""
@@ -94,7 +93,7 @@ class Tagger:
             yield from self._flush(batch)
 
     def _decode(self, path: Path) -> np.ndarray:
-        return self.model.views(load_rgb(path, self.model.short_side))
+        return self.model.views(load_rgb(path, self.model.short_side, self.max_decode_pixels))
 
     def _flush(self, batch: list[tuple[Path, np.ndarray | str]]) -> Iterator[TagResult]:
         decoded = [item for _, item in batch if not isinstance(item, str)]
@@ -129,18 +128,3 @@ def load_vocabulary(model: Model) -> Vocabulary:
     return Vocabulary.load(
         model.bundle_dir / spec.vocabulary_file, n_labels=len(spec.labels), aggregate=spec.scores.aggregate
     )
-
-
-def expand_paths(args: Iterable[Path], recursive: bool = True, suffixes: frozenset[str] = PHOTO_SUFFIXES) -> Iterator[Path]:
-    """Files as given; folders expanded to the photos inside them, sorted, dotfiles skipped."""
-    for arg in args:
-        arg = Path(arg)
-        if arg.is_dir():
-            walker = sorted(arg.rglob("*")) if recursive else sorted(arg.iterdir())
-            for child in walker:
-                if any(part.startswith(".") for part in child.relative_to(arg).parts):
-                    continue
-                if child.suffix.lower() in suffixes and child.is_file():
-                    yield child
-        else:
-            yield arg

@@ -9,7 +9,6 @@ is still not read half-written, because it has not been closed yet.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import logging
 import os
 import stat as stat_mod
@@ -18,7 +17,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Literal
 
 from watchdog.events import (
     DirAttribEvent, DirDeletedEvent, DirMovedEvent, EventsLostEvent, FileAttribEvent, FileClosedEvent,
@@ -27,6 +26,7 @@ from watchdog.events import (
 
 from tagd.errors import TagdError
 from tagd.inotify import unwatched, why_unwatchable
+from tagd.photos import PathFilter
 
 log = logging.getLogger(__name__)
 
@@ -50,47 +50,6 @@ class Change:
     kind: Literal["file", "moved", "deleted", "rescan"]
     path: Path
     src: Path | None = None
-
-
-class PathFilter:
-    """Which paths are photos tagd should look at."""
-
-    def __init__(self, roots: Iterable[Path], extensions: Iterable[str], include: Iterable[str] = (),
-                 exclude: Iterable[str] = ()) -> None:
-        self.roots = [Path(os.path.abspath(r)) for r in roots]
-        self.extensions = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-        self.include = list(include)
-        self.exclude = list(exclude)
-
-    def root_of(self, path: Path) -> Path | None:
-        for root in self.roots:
-            if path == root or root in path.parents:
-                return root
-        return None
-
-    def accepts(self, path: Path) -> bool:
-        path = Path(os.path.abspath(path))
-        root = self.root_of(path)
-        if root is None or path.suffix.lower() not in self.extensions:
-            return False
-        rel = path.relative_to(root)
-        if ".tagd-tmp-" in path.name:
-            return False
-        for part in rel.parts:
-            if any(fnmatch.fnmatch(part, pat) for pat in self.exclude):
-                return False
-        rel_text = rel.as_posix()
-        if any(fnmatch.fnmatch(rel_text, pat) for pat in self.exclude):
-            return False
-        if self.include and not any(fnmatch.fnmatch(rel_text, pat) for pat in self.include):
-            return False
-        return True
-
-    def excluded_dir(self, path: Path) -> bool:
-        root = self.root_of(path)
-        if root is None:
-            return True
-        return any(fnmatch.fnmatch(part, pat) for part in path.relative_to(root).parts for pat in self.exclude)
 
 
 @dataclass

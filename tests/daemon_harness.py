@@ -58,14 +58,16 @@ class DaemonProcess:
     """One `tagd run` process; its stderr goes to a log file the test reads."""
 
     def __init__(self, workdir: Path, roots: Iterable[Path] = (), *, config: Path, index: Path,
-                 env: dict[str, str] | None = None, name: str = "daemon") -> None:
+                 env: dict[str, str] | None = None, name: str = "daemon", argv: list[str] | None = None) -> None:
+        """`argv`: the command line after `python -m tagd`, for a test of the command line itself
+        (default: run --config CONFIG --index INDEX ROOTS...)."""
         self.workdir = workdir
         n = 0
         while (workdir / f"{name}-{n}.log").exists():
             n += 1
         self.log_path = workdir / f"{name}-{n}.log"
-        self.cmd = [sys.executable, "-m", "tagd", "run", "--config", str(config), "--index", str(index),
-                    *(str(r) for r in roots)]
+        self.cmd = [sys.executable, "-m", "tagd", *(argv or ["run", "--config", str(config), "--index", str(index),
+                                                            *(str(r) for r in roots)])]
         # Children inherit this marker: after a kill -9 the daemon's exiftool (which keeps waiting
         # for commands once its parent is gone) is found by it and ended too.
         self.marker = f"TAGD_TEST_DAEMON={uuid.uuid4().hex}"

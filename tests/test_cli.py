@@ -81,9 +81,19 @@ def test_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize("command", ["run", "scan"])
 def test_missing_folder_is_refused_at_start(command: str, tmp_path: Path) -> None:
-    proc = tagd(command, str(tmp_path / "nope"))
-    assert proc.returncode in (1, 2)
-    assert proc.stderr.count("\n") == 1 and "not a folder" in proc.stderr, proc.stderr
+    """run and scan refuse a folder that is not there alike: a usage error (2), one line."""
+    (tmp_path / "here").mkdir()
+    proc = tagd(command, str(tmp_path / "here"), str(tmp_path / "nope"))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"tagd {command}: not a folder: {tmp_path / 'nope'}\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[watch]\nroots = ["{tmp_path / "gone"}"]\n')
+    proc = tagd("--config", str(config), command)
+    assert (proc.returncode, proc.stderr) == (2, f"tagd {command}: not a folder: {tmp_path / 'gone'}\n")
+    config.write_text("[watch]\nroots = []\n")
+    proc = tagd("--config", str(config), command)
+    verb = "watch" if command == "run" else "scan"
+    assert (proc.returncode, proc.stderr) == (
+        2, f"tagd {command}: nothing to {verb}: give folders (`tagd {command} ~/Pictures`) or set watch.roots in the config\n")
 
 
 def test_config_show_documents_every_key() -> None:
@@ -109,12 +119,71 @@ def test_missing_model_bundle_is_one_line(tmp_path: Path, real_photo_dir: Path) 
     assert "no bundle.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_query_commands_do_not_import_the_model_runtime() -> None:
-    code = (
-        "import sys; from tagd.cli import main\n"
-        "main(['search', 'dog'])\n"
-        "heavy = [m for m in ('onnxruntime', 'numpy', 'PIL', 'tagd.model') if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == "", proc.stdout
+def test_query_commands_do_not_import_the_model_runtime(tmp_path: Path) -> None:
+    """`tagd search`/`show`/`stats` through the whole CLI, on a real index (found by --index or
+    by the config), run to the end without loading onnxruntime, numpy, Pillow or the model."""
+    from tagd.index.db import Index, IndexedTag, PhotoRecord
+
+    index = tmp_path / "index.sqlite3"
+    with Index(index) as ix:
+        ix.set_vocabulary([("animal", [], []), ("dog", ["animal"], [])])
+        ix.upsert_photos([PhotoRecord(Path("/pics/dog.jpg"), "a" * 64, 1, 1, tags=[IndexedTag("dog", 0.9, "model", "kept")])])
+    config = tmp_path / "config.toml"
+    config.write_text(f'[index]\npath = "{index}"\n')
+    for argv, expected in ((["--index", str(index), "search", "animal"], "/pics/dog.jpg\n"),
+                           (["--config", str(config), "search", "dog"], "/pics/dog.jpg\n"),
+                           (["--index", str(index), "show", "/pics/dog.jpg"], "status   tagged"),
+                           (["stats", "--index", str(index)], "photos      1: 1 tagged")):
+        code = (
+            "import sys; from tagd.cli import main\n"
+            f"rc = main({argv!r})\n"
+            "heavy = [m for m in ('onnxruntime', 'numpy', 'PIL', 'tagd.model') if m in sys.modules]\n"
+            "print('heavy:', ','.join(heavy), 'rc:', rc)"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert expected in proc.stdout, (argv, proc.stdout, proc.stderr)  # it did its work ...
+        assert proc.stdout.splitlines()[-1] == "heavy:  rc: 0", (argv, proc.stdout, proc.stderr)  # ... light
+
+
+def tagd_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """`tagd` with stdout on a pseudo-terminal, as a person runs it: (status, terminal, stderr)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tagd", *args], stdout=slave, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    stderr = proc.stderr.read().decode()
+    return proc.wait(timeout=300), screen.decode().replace("\r\n", "\n"), stderr
+
+
+def test_a_tag_error_is_printed_once_in_a_terminal(photos: Path) -> None:
+    """Each error came twice, its row on stdout and a warning on stderr, on one screen."""
+    broken = photos / "broken.jpg"
+    broken.write_bytes((photos / "chelsea.jpg").read_bytes()[:300])
+    status, screen, stderr = tagd_on_a_terminal("tag", str(broken), str(photos / "coffee.jpg"))
+    assert status == 1
+    assert screen.count("broken.jpg") == 1 and screen.startswith(f"{broken}\tERROR cannot decode")
+    assert "broken.jpg" not in stderr, stderr
+    status, screen, stderr = tagd_on_a_terminal("-v", "tag", str(broken))
+    assert status == 1 and "broken.jpg" in stderr  # asked for more: there it is
+    proc = tagd("tag", str(broken))  # stdout redirected: the errors still reach the terminal
+    assert proc.stdout.count("broken.jpg") == 1 and proc.stderr.count("broken.jpg") == 1
+
+
+def test_tag_help_does_not_call_the_write_command_read_only() -> None:
+    """`tag --help` said "Read-only: nothing is written" right above --write."""
+    proc = tagd("tag", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "Read-only" not in text and "Without --write nothing is written; with --write the tags also go into" in text

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import temp_files
+from conftest import COCO128, temp_files
 from metadata_oracles import as_list, exiftool_keywords, exiftool_write
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
@@ -185,3 +185,97 @@ def test_a_photo_that_cannot_be_written_is_still_indexed_and_found(photos: Path,
     assert scan.returncode == 0, scan.stderr
     assert "cat" in as_list(exiftool_keywords(cat)["XMP-dc:Subject"])
     assert json.loads(tagd("--index", str(index), "show", "--json", str(cat)).stdout)["status"] == "tagged"
+
+
+def test_camera_stored_only_in_xmp_is_indexed_and_found(photos: Path, tmp_path: Path) -> None:
+    """`camera:` ignored make and model that a photo carries only in XMP (tiff:Make, tiff:Model;
+    8 of coco128's photos), though the date was read from XMP."""
+    from metadata_oracles import exiftool_json
+
+    nikon, canon = photos / "chelsea.jpg", photos / "coffee.jpg"
+    exiftool_write(nikon, "-XMP-tiff:Make=NIKON CORPORATION", "-XMP-tiff:Model=NIKON D700")
+    exiftool_write(canon, "-XMP-tiff:Make=Canon", "-XMP-tiff:Model=Canon EOS 550D", "-IFD0:Make=", "-IFD0:Model=")
+    record = exiftool_json(nikon, "-G1", "-a", "-Make", "-Model")
+    assert "IFD0:Make" not in record and record["XMP-tiff:Make"] == "NIKON CORPORATION"  # XMP only
+    index = tmp_path / "index.sqlite3"
+    assert tagd("--index", str(index), "tag", "--write", str(photos)).returncode == 0
+    found = tagd("--index", str(index), "search", "camera:nikon")
+    assert (found.returncode, found.stdout) == (0, f"{nikon}\n"), found.stderr
+    assert tagd("--index", str(index), "search", 'camera:"eos 550d"').stdout == f"{canon}\n"
+    shown = json.loads(tagd("--index", str(index), "show", "--json", str(nikon)).stdout)
+    assert shown["camera"] == "NIKON D700"
+
+
+@pytest.mark.skipif(not (COCO128 / "images").is_dir(), reason="../shared/data/coco128-dev not present")
+def test_coco_photos_with_their_camera_only_in_xmp(tmp_path: Path) -> None:
+    """The coco128 photos whose camera is only in XMP: 2 Canon, 4 Nikon among them."""
+    from metadata_oracles import exiftool_json
+
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    xmp_only = {"nikon": [], "canon": []}
+    for src in sorted((COCO128 / "images").glob("*.jpg")):
+        record = exiftool_json(src, "-G1", "-a", "-IFD0:Make", "-XMP-tiff:Make")
+        make = str(record.get("XMP-tiff:Make", "")).lower()
+        if "IFD0:Make" not in record and make.split()[:1] in (["nikon"], ["canon"]):
+            shutil.copyfile(src, folder / src.name)
+            xmp_only[make.split()[0]].append(folder / src.name)
+    assert (len(xmp_only["canon"]), len(xmp_only["nikon"])) == (2, 4)
+    index = tmp_path / "index.sqlite3"
+    assert tagd("--index", str(index), "tag", "--write", str(folder)).returncode == 0
+    for make, paths in xmp_only.items():
+        found = tagd("--index", str(index), "search", "--sort", "path", f"camera:{make}")
+        assert found.stdout.splitlines() == [str(p) for p in paths], (make, found.stderr)
+
+
+@pytest.mark.parametrize("env", [{"LC_ALL": "C"}, {"LC_ALL": "C.UTF-8"}, {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}],
+                         ids=["C", "C.UTF-8", "strict-utf8"])
+def test_every_json_output_is_valid_utf8_for_a_latin1_file_name(photos: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """A file named in Latin-1 (byte 0xE9) came out of `--json` as the raw byte (not UTF-8), or
+    as a traceback where stdout is strict. Every line of every --json output is valid UTF-8
+    JSON now, the byte as a \\udce9 escape that os.fsencode turns back into it."""
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    cat = Path(os.fsdecode(os.fsencode(folder) + b"/chat \xe9t\xe9.jpg"))
+    broken = Path(os.fsdecode(os.fsencode(folder) + b"/cass\xe9.jpg"))
+    shutil.copyfile(photos / "chelsea.jpg", cat)
+    shutil.copyfile(photos / "coffee.jpg", folder / "café.jpg")  # a UTF-8 name stays as it is
+    broken.write_bytes(b"not a photo")
+    index = tmp_path / "index.sqlite3"
+
+    def json_lines(*args: str) -> list[dict]:
+        proc = subprocess.run([sys.executable, "-m", "tagd", "--index", str(index), *args], capture_output=True,
+                              timeout=300, env={**os.environ, **env})
+        assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+        assert proc.stdout, (args, proc.stderr)
+        return [json.loads(line.decode("utf-8")) for line in proc.stdout.splitlines()]  # strict UTF-8
+
+    expected = {os.fsencode(p) for p in (cat, broken, folder / "café.jpg")}
+    for rows in (json_lines("tag", "--json", str(folder)), json_lines("tag", "--write", "--json", str(folder))):
+        assert {os.fsencode(r["path"]) for r in rows} == expected
+    written = {os.fsencode(r["path"]): r for r in json_lines("tag", "--write", "--json", "--sidecar", str(cat))}
+    assert written[os.fsencode(cat)]["written"] == os.fsdecode(os.fsencode(cat) + b".xmp")
+    assert "chat \\udce9t\\udce9.jpg" in json.dumps(written[os.fsencode(cat)]["path"])
+
+    assert os.fsencode(json_lines("search", "--json", "cat")[0]["path"]) == os.fsencode(cat)
+    assert os.fsencode(json_lines("show", "--json", str(cat))[0]["path"]) == os.fsencode(cat)
+    assert os.fsencode(json_lines("similar", "--json", "-k", "1", str(folder / "café.jpg"))[0]["path"]) == os.fsencode(cat)
+    stats = json_lines("stats", "--json")[0]
+    assert [os.fsencode(f["path"]) for f in stats["failed"]["files"]] == [os.fsencode(broken)]
+    # The plain output prints a path as its bytes, as ls does: what xargs needs.
+    proc = subprocess.run([sys.executable, "-m", "tagd", "--index", str(index), "search", "cat"], capture_output=True,
+                          timeout=60, env={**os.environ, **env})
+    assert proc.stdout == os.fsencode(cat) + b"\n"
+
+
+def test_revert_says_what_it_did_in_a_sentence(photos: Path) -> None:
+    """'nothing to revert: tagd never wrote here: (no keywords)' read as two messages glued."""
+    cat, coffee = photos / "chelsea.jpg", photos / "coffee.jpg"
+    exiftool_write(cat, "-XMP-dc:Subject=Mittens")
+    proc = tagd("revert", str(cat))
+    assert proc.stdout == f"{cat}\tnothing to revert: tagd has not written keywords to this photo\n"
+    assert tagd("tag", "--write", str(cat), str(coffee)).returncode == 0
+    proc = tagd("revert", str(cat), str(coffee))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{cat}\treverted; keywords now: Mittens",
+                                        f"{coffee}\treverted; the photo has no keywords now"]

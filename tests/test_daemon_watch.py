@@ -23,7 +23,8 @@ from daemon_harness import (
     DaemonProcess, copy_file, index_rows, make_photos, tagged, wait_until, write_config,
 )
 from tagd.daemon import WorkQueue
-from tagd.watch import Change, PathFilter, Settler, Watcher, WatchLimitError
+from tagd.photos import PathFilter
+from tagd.watch import Change, Settler, Watcher, WatchLimitError
 
 
 def rss_kib() -> int:
@@ -189,7 +190,8 @@ def test_inotify_watch_limit_below_the_root(tmp_path: Path) -> None:
     _albums(root, 5)  # 11 folders
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from tagd.watch import PathFilter, Watcher, WatchLimitError
+        from tagd.photos import PathFilter
+        from tagd.watch import Watcher, WatchLimitError
         watcher = Watcher(PathFilter([Path({str(root)!r})], [".jpg"]), lambda change: None, settle_s=0.2)
         try:
             watcher.start()
@@ -232,7 +234,8 @@ def test_folders_past_the_limit_at_a_rescan_are_reported(tmp_path: Path) -> None
     script = textwrap.dedent(f"""
         import logging, os, time
         from pathlib import Path
-        from tagd.watch import PathFilter, Watcher
+        from tagd.photos import PathFilter
+        from tagd.watch import Watcher
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         root = Path({str(root)!r})
         watcher = Watcher(PathFilter([root], [".jpg"]), lambda change: None, settle_s=0.2)

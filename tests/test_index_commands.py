@@ -72,10 +72,27 @@ def test_search_count_and_json(library: Path) -> None:
 
 
 def test_nothing_found_exits_1(library: Path) -> None:
-    proc = run("--index", str(library), "search", "unicorn")
+    proc = run("--index", str(library), "search", "cat", "dog")  # known words, no photo has both
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "")
-    proc = run("--index", str(library), "search", "--count", "unicorn")
+    proc = run("--index", str(library), "search", "--count", "cat", "dog")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "0\n", "")
+
+
+def test_nothing_found_names_the_words_no_tag_is_called(library: Path) -> None:
+    """`dog or cat` (lowercase or) and `dgo` (a typo) exited 1 with no word of why."""
+    proc = run("--index", str(library), "search", "dog", "or", "cat")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "tagd search: no tag in the index is called 'or'; the operator is OR, in capitals\n"
+    proc = run("--index", str(library), "search", "dgo")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "tagd search: no tag in the index is called 'dgo'; did you mean 'dog'?\n"
+    proc = run("--index", str(library), "search", "--count", "Grandmaa", "-unicorn")
     assert (proc.returncode, proc.stdout) == (1, "0\n")
+    assert proc.stderr.splitlines() == [  # user tags and synonyms are known words too
+        "tagd search: no tag in the index is called 'Grandmaa'; did you mean 'grandma'?",
+        "tagd search: no tag in the index is called 'unicorn'",
+    ]
+    assert run("--index", str(library), "search", "kitty").returncode == 0  # a synonym: found, no hint
 
 
 def test_syntax_error_exits_2_with_the_column(library: Path) -> None:
@@ -154,18 +171,21 @@ def test_search_and_show_do_not_import_the_model_runtime(library: Path) -> None:
 
 
 def test_register_replaces_the_reserved_placeholders(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tagd import cli
-
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    """A parser that reserves search/show/similar/stats with placeholders gets the real commands:
+    each listed once in the help, the placeholder's text gone, and the real command run."""
+    parser = argparse.ArgumentParser(prog="tagd")
+    parser.add_argument("--index", type=Path)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in ("search", "show", "similar", "stats"):
+        sub.add_parser(name, help="reserved placeholder").set_defaults(func=lambda args: 99)
     register(sub)
     args = parser.parse_args(["--index", str(library), "search", "--count", "cat"])
     assert args.func(args) == 0
     assert capsys.readouterr().out == "2\n"
-    helptext = parser.format_help()
-    for name in ("search", "show", "similar", "stats"):
-        assert name in helptext
-    assert "not in this version" not in sub._name_parser_map["search"].format_help()
+    assert "reserved placeholder" not in parser.format_help()
+    assert [a.dest for a in sub._choices_actions] == ["search", "show", "similar", "stats"]
+    assert "cat:>0.8" not in sub._name_parser_map["stats"].format_help()  # each parser its own
+    assert "dog:>0.8" in sub._name_parser_map["search"].format_help()
 
 
 def test_paths_that_are_not_utf8_come_out_as_their_bytes(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -205,7 +225,9 @@ def test_similar_embeds_a_photo_that_is_not_indexed(tmp_path: Path, real_photo_d
     assert proc.returncode == 0, proc.stderr
     assert str(real_photo_dir / "chelsea.jpg") not in proc.stdout.splitlines() and len(proc.stdout.splitlines()) == 2
     proc = run("--index", str(path), "similar", str(tmp_path / "missing.jpg"))
-    assert proc.returncode == 1 and "not in the index" in proc.stderr
+    assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path / 'missing.jpg'}: no such file\n")
+    proc = run("--index", str(path), "similar", str(tmp_path))
+    assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path}: not a file (tagd similar takes one photo)\n")
 
 
 def test_options_after_the_query(library: Path) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import COCO128
+
 EXPECTED = {
     "chelsea": "cat",
     "coffee": "coffee",
@@ -50,11 +52,34 @@ def test_parent_score_holds_its_children(results) -> None:
     assert chelsea["animal"] >= chelsea["cat"]
 
 
-def test_embedding_is_unit_length_and_discriminative(results) -> None:
+def test_embedding_is_unit_length_and_discriminative(results, tagger, real_photo_dir: Path, tmp_path: Path) -> None:
+    """Two photos of a cat are nearer each other than the cat is to anything else here. (The
+    second one is another framing of the same cat: its head, mirrored, as a close-up.)"""
     import numpy as np
+    from PIL import Image
 
-    cat, coffee, rocket = (results[n].embedding for n in ("chelsea", "coffee", "rocket"))
-    assert cat.shape == (1280,)
-    assert abs(float(np.linalg.norm(cat)) - 1.0) < 1e-5
-    assert float(cat @ cat) > float(cat @ coffee)
-    assert float(cat @ cat) > float(cat @ rocket)
+    for result in results.values():
+        assert result.embedding.shape == (1280,)
+        assert abs(float(np.linalg.norm(result.embedding)) - 1.0) < 1e-5
+    close_up = tmp_path / "chelsea-head.jpg"
+    with Image.open(real_photo_dir / "chelsea.jpg") as im:
+        im.crop((80, 20, 330, 250)).transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((500, 460)).save(close_up)
+    other_cat = next(iter(tagger.tag_paths([close_up]))).embedding
+    cat = results["chelsea"].embedding
+    nearest_other = max(float(cat @ r.embedding) for name, r in results.items() if name != "chelsea")
+    assert float(cat @ other_cat) > 0.8 and float(cat @ other_cat) > nearest_other + 0.3, (float(cat @ other_cat), nearest_other)
+
+
+@pytest.mark.skipif(not (COCO128 / "labels.json").is_file(), reason="../shared/data/coco128-dev not present")
+def test_different_cats_are_nearer_a_cat_than_a_coffee_is(results, tagger) -> None:
+    """Four COCO photos of other cats, in other places: each nearer the skimage cat than the
+    coffee cup or the rocket is."""
+    import json
+
+    labels = json.loads((COCO128 / "labels.json").read_text())["images"]
+    paths = [COCO128 / "images" / name for name, v in sorted(labels.items()) if "cat" in v["labels"]]
+    assert len(paths) >= 4
+    cat = results["chelsea"].embedding
+    unrelated = max(float(cat @ results[n].embedding) for n in ("coffee", "rocket", "flower"))
+    for path, result in zip(paths, tagger.tag_paths(paths)):
+        assert float(cat @ result.embedding) > unrelated + 0.05, (path.name, float(cat @ result.embedding), unrelated)

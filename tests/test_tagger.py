@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from tagd.tagger import Tagger, expand_paths
+from tagd.tagger import Tagger
 
 
 def test_order_and_errors_across_batch_boundaries(model, photos: Path) -> None:
@@ -27,19 +27,6 @@ def test_results_do_not_depend_on_batch_size(model, real_photo_dir: Path) -> Non
     one = [r.tags for r in Tagger(model, batch_size=1).tag_paths(paths)]
     many = [r.tags for r in Tagger(model, batch_size=16).tag_paths(paths)]
     assert [[t.name for t in tags] for tags in one] == [[t.name for t in tags] for tags in many]
-
-
-def test_expand_paths_walks_folders_and_skips_hidden(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.JPG").write_bytes(b"1")
-    (tmp_path / "b.png").write_bytes(b"1")
-    (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / ".hidden").mkdir()
-    (tmp_path / ".hidden" / "y.jpg").write_bytes(b"1")
-    (tmp_path / ".dot.jpg").write_bytes(b"1")
-    found = [p.relative_to(tmp_path).as_posix() for p in expand_paths([tmp_path])]
-    assert found == ["a/x.JPG", "b.png"]
-    assert list(expand_paths([tmp_path / "given.txt"])) == [tmp_path / "given.txt"]
 
 
 def test_building_the_tagger_limits_blas_to_one_thread() -> None:

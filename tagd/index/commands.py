@@ -9,7 +9,6 @@ unless `tagd similar` must embed a photo that is not in the index.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any, Callable
 from tagd.errors import ReadError, TagdError
 from tagd.index.errors import NotIndexedError, QueryError
 from tagd.index.query import SORTS
+from tagd.output import json_line, write as _write
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
 
@@ -33,7 +33,7 @@ query language (details: README, "Searching the index"):
   taken:2024-06..2024-08  taken:>2023  taken:2024-06-15
   path:Pictures/2024/*  camera:pixel  status:failed  source:user  state:removed
 a photo has a tag when its state is kept or added; --suggestions also counts suggested ones.
-exit status: 0 found, 1 nothing found, 2 bad query."""
+exit status: 0 found, 1 nothing found (stderr names words no tag is called), 2 bad query."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,16 +69,61 @@ def _add(
     parser.set_defaults(func=func)
 
 
+class _QueryWords(argparse.Action):
+    """The query: every word after the options, with the options written among them applied.
+
+    REMAINDER, so that `tagd search dog -cat` reads -cat as part of the query rather than as an
+    unknown option. A word that is an option of the command (its own, and the global --index,
+    --config and -v that tagd adds to every command) is applied as that option wherever it
+    stands, so `tagd search dog --index x.db` searches x.db; everything after `--` is query.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        words, options = _split_query(parser, list(values or []))
+        if options:
+            before = (getattr(namespace, "json", False), getattr(namespace, "count", False))
+            # Parsed by the same parser, into the same namespace: types, choices and errors as
+            # anywhere else on the line. (This action runs again for the empty query there.)
+            parser.parse_args(options, namespace)
+            if (namespace.json or before[0]) and (namespace.count or before[1]):
+                parser.error("argument --count: not allowed with argument --json")
+        setattr(namespace, self.dest, words)
+
+
+def _split_query(parser: argparse.ArgumentParser, tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(query words, option tokens) from the words after the command's leading options."""
+    known = parser._option_string_actions
+    words: list[str] = []
+    options: list[str] = []
+    rest = iter(tokens)
+    for token in rest:
+        if token == "--":
+            words.extend(rest)
+            break
+        name = token.partition("=")[0] if token.startswith("--") else token
+        action = known.get(name)
+        if action is None and len(token) > 2 and token.strip("v") == "-" and "-v" in known:
+            action = known["-v"]  # -vv: a count flag repeated
+        if action is None:
+            words.append(token)
+            continue
+        options.append(token)
+        if action.nargs != 0 and name == token:  # an option with a value, given as the next word
+            value = next(rest, None)
+            if value is not None:
+                options.append(value)
+    return words, options
+
+
 def _search_parser(p: argparse.ArgumentParser) -> None:
     p.epilog = QUERY_HELP
-    # REMAINDER, so that `tagd search dog -cat` reads -cat as part of the query rather than as an
-    # unknown option; options written after the query are picked out again in cmd_search.
     p.add_argument(
-        "query", nargs=argparse.REMAINDER, metavar="QUERY",
+        "query", nargs=argparse.REMAINDER, action=_QueryWords, metavar="QUERY",
         help="query words, joined with spaces (none: every photo); quote phrases for the shell: "
-             "'\"hot air balloon\"'; a query that starts with - needs -- first: tagd search -- -cat",
+             "'\"hot air balloon\"'; options may come before or after them; a query that starts with - "
+             "needs -- first: tagd search -- -cat",
     )
-    p.set_defaults(search_parser=p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object per photo per line: path, score, taken")
     out.add_argument("--count", action="store_true", help="print only the number of matching photos")
@@ -138,49 +183,11 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _write(text: str, *, json_lines: bool = False) -> None:
-    """Write to stdout as bytes: a path that is not valid UTF-8 comes out as the bytes it is
-    (JSON gets a \\udcXX escape instead, which stays valid JSON)."""
-    data = text.encode("utf-8", "backslashreplace" if json_lines else "surrogateescape")
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(data.decode("utf-8", "replace"))
-        return
-    sys.stdout.flush()
-    buffer.write(data)
-
-
 # -- search ------------------------------------------------------------------------------------
 
 
-_FLAGS = ("--json", "--count", "-0", "--null", "--suggestions")
-_VALUED = ("--sort", "--limit")
-
-
-def _split_query(args: argparse.Namespace) -> str:
-    """Query words from the remainder; search options found among them are applied to `args`."""
-    words, options = [], []
-    tokens = iter(args.query or [])
-    for token in tokens:
-        if token in _FLAGS or token.startswith(tuple(v + "=" for v in _VALUED)):
-            options.append(token)
-        elif token in _VALUED:
-            options += [token, next(tokens, "")]
-        else:
-            words.append(token)
-    if words and words[0] == "--":
-        words = words[1:]
-    parser = getattr(args, "search_parser", None)
-    if options and parser is not None:
-        before = (args.json, args.count)
-        parser.parse_args(options, namespace=args)
-        if (args.json or before[0]) and (args.count or before[1]):
-            parser.error("argument --count: not allowed with argument --json")
-    return " ".join(words)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
-    query = _split_query(args)
+    query = " ".join(args.query or [])
     try:
         from tagd.index.query import parse
 
@@ -192,23 +199,34 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.count:
             n = index.count(query, suggestions=args.suggestions)
             _write(f"{n}\n")
+            if not n:
+                _unknown_words_hint(index, query)
             return EXIT_OK if n else EXIT_NO_MATCH
         hits = index.search(query, sort=args.sort, limit=args.limit, suggestions=args.suggestions)
+        if not hits:
+            _unknown_words_hint(index, query)
     end = "\0" if args.null else "\n"
     for start in range(0, len(hits), 1024):
         out = []
         for hit in hits[start:start + 1024]:
             if args.json:
-                out.append(json.dumps({
+                out.append(json_line({
                     "path": str(hit.path),
                     "score": round(hit.score, 4),
                     "taken": hit.taken.isoformat() if hit.taken else None,
-                }, ensure_ascii=False) + "\n")
+                }))
             else:
                 out.append(str(hit.path) + end)
         _write("".join(out), json_lines=args.json)
     sys.stdout.flush()
     return EXIT_OK if hits else EXIT_NO_MATCH
+
+
+def _unknown_words_hint(index: Any, query: str) -> None:
+    """Nothing found: name the words no tag is called (a typo, a lowercase `or`), on stderr, so
+    that stdout stays what a script expects of an empty result."""
+    for unknown in index.unknown_words(query):
+        print(f"tagd search: {unknown}", file=sys.stderr)
 
 
 def _query_error(query: str, exc: QueryError) -> None:
@@ -231,7 +249,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"tagd show: {NotIndexedError(given)}", file=sys.stderr)
                 status = EXIT_NO_MATCH
                 continue
-            _write(_show_json(record) + "\n" if args.json else _show_text(record), json_lines=args.json)
+            _write(_show_json(record) if args.json else _show_text(record), json_lines=args.json)
     return status
 
 
@@ -239,7 +257,7 @@ _STATE_ORDER = {s: i for i, s in enumerate(("kept", "added", "suggested-removal"
 
 
 def _show_json(record: Any) -> str:
-    return json.dumps({
+    return json_line({
         "path": str(record.path),
         "status": record.status,
         "reverted": record.reverted,
@@ -257,7 +275,7 @@ def _show_json(record: Any) -> str:
             {"name": t.name, "score": t.score, "source": t.source, "state": t.state}
             for t in sorted(record.tags, key=_tag_order)
         ],
-    }, ensure_ascii=False)
+    })
 
 
 def _show_text(record: Any) -> str:
@@ -310,14 +328,17 @@ def cmd_similar(args: argparse.Namespace) -> int:
             embedding = index.embedding(args.path.resolve())
             path = args.path.resolve() if embedding is not None else path
         if embedding is None:
+            # Not in the index, so it must be a photo to embed: say what it is instead.
+            if not os.path.lexists(path):
+                raise ReadError(args.path, "no such file")
             if not path.is_file():
-                raise NotIndexedError(args.path)
+                raise ReadError(args.path, "not a file (tagd similar takes one photo)")
             embedding = _embed(args, path)
         hits = index.similar(embedding, k=args.k, exclude=path)
     end = "\0" if args.null else "\n"
     for hit_path, score in hits:
         if args.json:
-            _write(json.dumps({"path": str(hit_path), "score": round(score, 4)}, ensure_ascii=False) + "\n", json_lines=True)
+            _write(json_line({"path": str(hit_path), "score": round(score, 4)}), json_lines=True)
         else:
             _write(str(hit_path) + end)
     return EXIT_OK if hits else EXIT_NO_MATCH
@@ -330,7 +351,8 @@ def _embed(args: argparse.Namespace, path: Path) -> Any:
     from tagd.tagger import Tagger
 
     m = load_settings(getattr(args, "config", None)).model
-    tagger = Tagger(Model(args.model or m.path, threads=m.threads, providers=m.providers), batch_size=1, decode_workers=1)
+    tagger = Tagger(Model(args.model or m.path, threads=m.threads, providers=m.providers), batch_size=1, decode_workers=1,
+                    max_decode_pixels=m.max_decode_pixels)
     result = next(iter(tagger.tag_paths([path])))
     if not result.ok or result.embedding is None:
         raise ReadError(path, result.error or "no embedding")
@@ -344,7 +366,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args) as index:
         stats = index.stats(top=args.top)
     if args.json:
-        _write(json.dumps(stats, ensure_ascii=False) + "\n", json_lines=True)
+        _write(json_line(stats), json_lines=True)
         return EXIT_OK
     p, ix = stats["photos"], stats["index"]
     lines = [

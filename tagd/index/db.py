@@ -44,6 +44,7 @@ from tagd.index.query import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from tagd.index.hints import Unknown
     from tagd.index.similar import EmbeddingCache
 
 log = logging.getLogger(__name__)
@@ -527,6 +528,13 @@ class Index:
 
         node = parse(query)
         return self.read(lambda conn: run_count(conn, node, suggestions=suggestions))
+
+    def unknown_words(self, query: str) -> list["Unknown"]:
+        """The query's tag words that no tag in the index is called, with the closest known ones."""
+        from tagd.index.hints import unknown_words
+
+        node = parse(query)
+        return self.read(lambda conn: unknown_words(conn, node))
 
     def similar(self, embedding: Any, k: int = 10, exclude: Path | None = None) -> list[tuple[Path, float]]:
         """The k photos whose embeddings are nearest (cosine similarity, best first)."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-# Camera RAW: never written in-file, as Lightroom, darktable and digiKam do.
-RAW_SUFFIXES = frozenset({
-    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".k25", ".kdc",
-    ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl",
-    ".sr2", ".srf", ".srw", ".x3f",
-})
-# Formats tagd writes in-file: each has a payload check in containers.py (TIFF by pixels).
-IN_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff"})
+# The one table of photo formats (tagd/photos.py): RAW is never written in-file; the in-file
+# formats each have a payload check in containers.py (TIFF by pixels); anything else gets a sidecar.
+from tagd.photos import IN_FILE_SUFFIXES, RAW_SUFFIXES
+
+__all__ = ["IN_FILE_SUFFIXES", "RAW_SUFFIXES", "SidecarNaming", "SidecarPolicy", "existing_sidecar", "sidecar_path",
+           "wants_sidecar"]
 
 SidecarNaming = Literal["full", "stem"]  # IMG_1234.CR2.xmp | IMG_1234.xmp
 SidecarPolicy = Literal["auto", "always"]

@@ -37,7 +37,7 @@ def load(
     reader: Callable | None = None,
 ) -> LabelledSet:
     from tagd.metadata import ExifToolMissing, MetadataWriter, WriteError, check_available
-    from tagd.tagger import expand_paths
+    from tagd.photos import PHOTO_SUFFIXES, RAW_SUFFIXES, select
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -47,7 +47,8 @@ def load(
     except ExifToolMissing as exc:
         raise DatasetError(str(exc)) from None
     report = LoadReport(source=f"library {folder}")
-    paths = list(expand_paths([folder]))
+    # Training needs pixels, and Pillow decodes few camera RAW files.
+    paths = list(select([folder], PHOTO_SUFFIXES - RAW_SUFFIXES).photos)
     if not paths:
         raise DatasetError(f"{folder}: no photos found")
     bad = check_decodable(paths, report) if check_images else set()
