@@ -223,10 +223,13 @@ def _print_outcomes(args: argparse.Namespace, outcomes) -> tuple[int, int, int]:
                 "added": outcome.added,
                 "removed": outcome.removed,
                 "suggested_removals": outcome.suggested_removals,
+                "sidecar_reason": outcome.sidecar_reason,
             }
             write(json_line(record), json_lines=True)
         elif outcome.ok:
             state = f"wrote {outcome.target}" if outcome.changed else "unchanged"
+            if outcome.changed and outcome.sidecar_reason:
+                state += f"; the photo itself is untouched: {outcome.sidecar_reason}"
             write(f"{outcome.path}\t+{', '.join(outcome.added) or '-'}\t({state})\n")
         else:
             write(f"{outcome.path}\tERROR {outcome.error}\n")

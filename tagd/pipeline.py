@@ -50,6 +50,7 @@ class PhotoOutcome:
     error: str | None = None
     ms: float = 0.0
     record: "PhotoRecord | None" = None
+    sidecar_reason: str | None = None  # why keywords for a photo written in-file went to a sidecar
 
     @property
     def ok(self) -> bool:
@@ -221,11 +222,12 @@ class Pipeline:
         newly = [k for k in refined.removed if k not in set(current.provenance.removed if current.provenance else ())]
         removed = f" -[{', '.join(newly)}]" if newly else ""
         suggested = f" ?-[{', '.join(refined.suggested_removals)}]" if refined.suggested_removals else ""
-        log.info("%s: +[%s]%s%s %.0f ms%s", result.path, ", ".join(refined.added), removed, suggested, ms,
-                 "" if outcome.changed else " (unchanged)")
+        instead = f" (in {outcome.target.name}: {outcome.sidecar_reason})" if outcome.sidecar_reason else ""
+        log.info("%s: +[%s]%s%s %.0f ms%s%s", result.path, ", ".join(refined.added), removed, suggested, ms,
+                 "" if outcome.changed else " (unchanged)", instead)
         record = self._record(result, current, refined, outcome.photo_sha256) if self.index is not None else None
         return PhotoOutcome(result.path, result.tags, outcome.keywords, refined.added, newly, refined.suggested_removals,
-                            outcome.changed, outcome.target, ms=ms, record=record)
+                            outcome.changed, outcome.target, ms=ms, record=record, sidecar_reason=outcome.sidecar_reason)
 
     def refine(self, current: PhotoKeywords, result: TagResult, evidence: LibraryEvidence | None = None) -> Refinement:
         """The photo's keywords refined (`tagd.refine`), with what tagd did before (provenance).

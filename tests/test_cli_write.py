@@ -279,3 +279,22 @@ def test_revert_says_what_it_did_in_a_sentence(photos: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{cat}\treverted; keywords now: Mittens",
                                         f"{coffee}\treverted; the photo has no keywords now"]
+
+
+def test_a_photo_kept_out_of_in_file_writing_gets_a_sidecar_and_a_line_saying_why(photos: Path, tmp_path: Path) -> None:
+    """IPTC mixing Latin-1 and UTF-8 cannot be rewritten without garbling one: the photo stays
+    byte-identical, its keywords go to a sidecar, and the line says so and why."""
+    import subprocess
+
+    cat = photos / "chelsea.jpg"
+    for charset, keyword in (("Latin", "Café"), ("UTF8", "naïve")):
+        subprocess.run(["exiftool", "-q", "-overwrite_original", "-charset", f"iptc={charset}",
+                        f"-IPTC:Keywords+={keyword}", str(cat)], check=True, timeout=60)
+    before = cat.read_bytes()
+    proc = tagd("--index", str(tmp_path / "index.sqlite3"), "tag", "--write", str(cat))
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip()
+    assert line.endswith(f"(wrote {cat}.xmp; the photo itself is untouched: its IPTC mixes UTF-8 and Latin-1 text "
+                         "without saying which, and rewriting it would garble one of them)"), line
+    assert cat.read_bytes() == before
+    assert {"Café", "naïve", "cat"} <= set(as_list(exiftool_keywords(Path(f"{cat}.xmp"))["XMP-dc:Subject"]))
