@@ -6,13 +6,15 @@
 
 What it measures, on the same machine in the same run (the machine may be shared and noisy,
 so the ratios to the floors matter more than the absolute figures):
-- floors, each stage alone on all cores: draft decode + resize; ONNX inference at its best
-  batch; the verified keyword write (tagd's safe write, one exiftool per core);
-- `tagd scan` over N fresh photos (decode, infer, refine, write, index): photos/s, and its
-  ratio to the slowest floor;
+- floors, each stage alone: the one decode that feeds both models (all cores); the classifier
+  at its best batch; the detector (v2 bundles; one photo a run, as tagd runs it); the verified
+  keyword write (tagd's safe write, one exiftool per core); recording in the index;
+- `tagd scan` over N fresh photos (decode, infer, refine, write, index): photos/s, its ratio
+  to the slowest floor, and to tagd 0.1's default bundle (the classifier alone) scanning the
+  same photos in the same run, the two scans alternated `--rounds` times;
 - the daemon (`tagd run`): a burst of photos moved into a watched folder, time until every
   one is written and indexed, and the daemon's peak RSS (VmHWM); single-photo latency from
-  the photo's arrival to its keywords written, minus the settle time, p50/p95;
+  the photo's arrival to its tags in the index, minus the settle time, p50/p95;
 - idle: the daemon watching an unchanged library of 10,000 files, CPU use over a window.
 Also: the CPU each stage spends per photo (process + exiftool children), which is what
 bounds a pipeline on a small machine: stages overlap, but cores are finite.
@@ -22,8 +24,9 @@ alike), ~2% PNG and ~2% WebP, and a few TIFFs named .dng so that the RAW path (k
 .xmp sidecar) is exercised.
 
 The last line is machine-readable:
-  RESULT scan_photos_per_s=... scan_ratio_to_floor=... decode_floor_per_s=... infer_floor_per_s=...
-         write_floor_per_s=... latency_p50_ms=... latency_p95_ms=... peak_rss_mb=... idle_cpu_pct=... ...
+  RESULT scan_photos_per_s=... scan_ratio_to_baseline=... baseline_scan_photos_per_s=... scan_ratio_to_floor=...
+         decode_cpu_ms=... classifier_cpu_ms=... detector_cpu_ms=... write_cpu_ms=... index_cpu_ms=...
+         latency_p50_ms=... latency_p95_ms=... peak_rss_mb=... idle_cpu_pct=... ...
 Results are also written to bench/RESULTS.md (--results to change, --no-results to skip).
 """
 
@@ -118,19 +121,20 @@ class Stage:
 
 # ---- floors -----------------------------------------------------------------------------------
 
-def decode_floor(paths: Sequence[Path], short_side: int, runs: int = 2) -> Stage:
-    """tagd's own decode (draft mode, orientation, resize) alone, one thread per core."""
-    from tagd.decode import load_rgb
-
+def decode_floor(paths: Sequence[Path], tagger, runs: int = 2) -> Stage:  # noqa: ANN001 - Tagger
+    """tagd's own decode alone, one thread per core: draft decode, orientation, the classifier's
+    views and (v2 bundles) the detector's letterboxed input, from one decode (Tagger.decode)."""
     best, cpu = float("inf"), 0.0
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow releases the GIL
         for _ in range(runs):
             c0, t0 = own_cpu_s(), time.perf_counter()
-            list(pool.map(lambda p: load_rgb(p, short_side), paths))
+            list(pool.map(tagger.decode, paths))
             wall = time.perf_counter() - t0
             if wall < best:
                 best, cpu = wall, own_cpu_s() - c0
-    return Stage("decode floor", len(paths) / best, 1000 * cpu / len(paths), f"draft decode + resize, {os.cpu_count()} threads")
+    what = "both models' inputs" if tagger.model.detector else "the classifier's views"
+    return Stage("decode floor", len(paths) / best, 1000 * cpu / len(paths),
+                 f"draft decode + {what}, {os.cpu_count()} threads")
 
 
 def infer_floor(model, views_per_photo: int, batches: Sequence[int] = (1, 2, 4, 8, 16), seconds: float = 3.0) -> tuple[Stage, int]:
@@ -151,7 +155,57 @@ def infer_floor(model, views_per_photo: int, batches: Sequence[int] = (1, 2, 4, 
         if n / wall > best[0]:
             best = (n / wall, 1000 * cpu / n, photos)
     rate, cpu_ms, batch = best
-    return Stage("inference floor", rate, cpu_ms, f"{views_per_photo} views/photo, best batch {batch} photos"), batch
+    return Stage("classifier floor", rate, cpu_ms, f"{views_per_photo} views/photo, best batch {batch} photos"), batch
+
+
+def detector_floor(model, seconds: float = 3.0) -> Stage | None:  # noqa: ANN001 - Model
+    """The detector alone (v2 bundles), one photo a run on its own session, as tagd runs it;
+    two threads side by side, as the tagger runs it beside the classifier."""
+    import numpy as np
+
+    detector = model.detector
+    if detector is None:
+        return None
+    width, height = detector.size
+    x = np.random.default_rng(0).uniform(0, 255, (3, height, width)).astype(np.float32)
+    detector.run([x])  # warm-up
+    n, c0, t0 = 0, own_cpu_s(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        detector.run([x])
+        n += 1
+    wall, cpu = time.perf_counter() - t0, own_cpu_s() - c0
+    return Stage("detector floor", n / wall, 1000 * cpu / n, f"{width}x{height} letterbox, one photo a run")
+
+
+def index_floor(model, n: int = 2000, batch: int = 64) -> Stage:  # noqa: ANN001 - Model
+    """Recording photos in the index alone: rows with 10 tags, 3 regions and an embedding of the
+    model's size, in the pipeline's batches (Pipeline.record_batch), into a fresh SQLite file."""
+    import numpy as np
+
+    from tagd.index.db import Index, IndexedRegion, IndexedTag, PhotoRecord
+
+    rng = np.random.default_rng(0)
+    names = [t.name for t in model_vocabulary(model).tags]
+    with tempfile.TemporaryDirectory(prefix="tagd-index-floor-") as tmp:
+        records = [PhotoRecord(
+            path=Path(tmp) / f"IMG_{i:05d}.jpg", content_hash=f"{i:064x}", size=1000 + i, mtime_ns=i,
+            status="tagged", model_version=model.version, tagged_at=datetime.now().replace(microsecond=0),
+            tags=[IndexedTag(names[j], 0.5, "model", "added") for j in rng.choice(len(names), 10, replace=False)],
+            embedding=rng.standard_normal(model.spec.embedding_dim).astype(np.float32),
+            regions=[IndexedRegion("person", 0.9, 0.5, 0.5, 0.2, 0.4)] * 3,
+        ) for i in range(n)]
+        with Index(Path(tmp) / "index.sqlite3") as index:
+            c0, t0 = own_cpu_s(), time.perf_counter()
+            for i in range(0, n, batch):
+                index.upsert_photos(records[i:i + batch])
+            wall, cpu = time.perf_counter() - t0, own_cpu_s() - c0
+    return Stage("index floor", n / wall, 1000 * cpu / n, f"{batch} photos a transaction, 10 tags + embedding each")
+
+
+def model_vocabulary(model):  # noqa: ANN001, ANN201
+    from tagd.tagger import load_vocabulary
+
+    return load_vocabulary(model)
 
 
 def write_floor(paths: Sequence[Path], workers: int) -> Stage:
@@ -212,10 +266,24 @@ def count_tagged(db: Path) -> int:
         return 0
 
 
-def run_scan(paths: Sequence[Path], work: Path, config: Path) -> Stage:
+def is_tagged(db: Path, path: Path) -> bool:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT 1 FROM photo WHERE path = ? AND status = 'tagged'", (str(path),)).fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def run_scan(paths: Sequence[Path], work: Path, config: Path, name: str = "tagd scan") -> Stage:
     folder = work / "scan"
+    if folder.exists():
+        shutil.rmtree(folder)
     copy_photos(paths, folder)
     db = work / "scan.db"
+    db.unlink(missing_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(tagd_cmd("--config", str(config), "--index", str(db), "scan", str(folder)),
@@ -227,7 +295,27 @@ def run_scan(paths: Sequence[Path], work: Path, config: Path) -> Stage:
     ok = count_tagged(db)
     # The scan and its exiftool children (reaped when it exits).
     cpu = r.ru_utime + r.ru_stime - before.ru_utime - before.ru_stime
-    return Stage("tagd scan", ok / wall, 1000 * cpu / max(1, ok), f"{ok}/{len(paths)} tagged, {wall:.1f} s incl. start-up")
+    return Stage(name, ok / wall, 1000 * cpu / max(1, ok), f"{ok}/{len(paths)} tagged, {wall:.1f} s incl. start-up")
+
+
+# The default bundle of tagd 0.1 (EfficientNet-Lite0 int8 alone, format 1), as the last commit
+# that shipped it had it: the baseline the fused default's throughput is measured against.
+BASELINE_REV = "07c5db2"
+BASELINE_PATH = "tagd/models/int8"
+
+
+def baseline_bundle(where: Path) -> Path | None:
+    """tagd 0.1's default bundle, taken out of this checkout's git history into `where`."""
+    where.mkdir(parents=True, exist_ok=True)
+    for name in ("bundle.json", "vocab.json", "model.onnx"):
+        got = subprocess.run(["git", "-C", str(REPO_ROOT), "show", f"{BASELINE_REV}:{BASELINE_PATH}/{name}"],
+                             capture_output=True)
+        if got.returncode:
+            print(f"baseline: cannot read {BASELINE_PATH}/{name} at {BASELINE_REV} from git "
+                  f"({got.stderr.decode(errors='replace').strip()}); give --baseline DIR", file=sys.stderr)
+            return None
+        (where / name).write_bytes(got.stdout)
+    return where
 
 
 # ---- the daemon -------------------------------------------------------------------------------
@@ -280,7 +368,7 @@ def run_daemon(burst: Sequence[Path], latency: Sequence[Path], work: Path, confi
         out["burst_s"] = time.perf_counter() - t0
         out["burst_photos_per_s"] = len(burst) / out["burst_s"]
         out["peak_rss_mb"] = peak_rss_mb(daemon.proc.pid)
-        latencies = []
+        latencies, written = [], []
         for p in latency:
             time.sleep(0.3)
             target = root / p.name
@@ -288,10 +376,13 @@ def run_daemon(burst: Sequence[Path], latency: Sequence[Path], work: Path, confi
             t = time.perf_counter()
             os.rename(staging / p.name, target)
             daemon.wait(lambda: daemon.log().count(f"{target}: +[") > before, 60, f"{p.name} written", 0.005)
+            written.append((time.perf_counter() - t - SETTLE_S) * 1000)
+            daemon.wait(lambda: is_tagged(db, target), 60, f"{p.name} in the index", 0.005)
             latencies.append((time.perf_counter() - t - SETTLE_S) * 1000)
         latencies.sort()
         out["latency_p50_ms"] = statistics.median(latencies)
         out["latency_p95_ms"] = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+        out["written_p50_ms"] = statistics.median(written)
         out["peak_rss_mb"] = max(out["peak_rss_mb"], peak_rss_mb(daemon.proc.pid))
     finally:
         daemon.stop()
@@ -388,6 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-results", action="store_true")
     parser.add_argument("--workdir", type=Path, help="work here and keep it (logs, indexes) instead of a temp dir")
     parser.add_argument("--skip", nargs="*", default=[], choices=("scan", "daemon", "idle"))
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help=f"bundle to compare the scan with (default: tagd 0.1's, from git at {BASELINE_REV}; 'none' to skip)")
+    parser.add_argument("--rounds", type=int, default=2, help="scans of each bundle, alternated (default 2)")
     args = parser.parse_args(argv)
 
     from tagd.model import Model
@@ -406,41 +500,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = f'[model]\npath = {json.dumps(str(args.model))}' if args.model else ""
         config = write_config(scratch / "tagd.toml", extra)
         model = Model(args.model) if args.model else Model()
-        views = {"three-crop": 3}.get(model.spec.input.resize, 1)
+        from tagd.tagger import Tagger
 
-        stages = [decode_floor(base, model.short_side)]
+        views = {"three-crop": 3}.get(model.spec.input.resize, 1)
+        stages = [decode_floor(base, Tagger(model))]
         infer, _ = infer_floor(model, views)
         stages.append(infer)
+        detector = detector_floor(model)
+        if detector is not None:
+            stages.append(detector)
         from tagd.config import WriteSettings
 
         stages.append(write_floor(copy_photos(base, scratch / "write-floor"), WriteSettings().worker_count()))
         shutil.rmtree(scratch / "write-floor")
-        floor = min(stages, key=lambda s: s.per_s)
+        stages.append(index_floor(model))
+        floors = list(stages)
+        floor = min(floors, key=lambda s: s.per_s)
         results: dict[str, float] = {}
         if "scan" not in args.skip:
-            scan = run_scan(base, scratch, config)
-            stages.append(scan)
+            baseline = None if str(args.baseline) == "none" else args.baseline or baseline_bundle(scratch / "baseline")
+            baseline_config = (write_config(scratch / "baseline.toml", f"[model]\npath = {json.dumps(str(baseline))}")
+                               if baseline else None)
+            scans, old = [], []
+            for _ in range(args.rounds):  # alternated, so that a change in the machine's load hits both
+                if baseline_config:
+                    old.append(run_scan(base, scratch, baseline_config, "tagd scan, tagd 0.1 default"))
+                scans.append(run_scan(base, scratch, config))
             shutil.rmtree(scratch / "scan")
+            scan = Stage("tagd scan", statistics.mean(s.per_s for s in scans),
+                         statistics.mean(s.cpu_ms_per_photo for s in scans),
+                         f"mean of {len(scans)}: " + ", ".join(f"{s.per_s:.1f}" for s in scans) + f"; {scans[-1].note}")
+            stages.append(scan)
             results["scan_photos_per_s"] = scan.per_s
             results["scan_ratio_to_floor"] = scan.per_s / floor.per_s
+            if old:
+                stages.append(Stage("tagd scan, tagd 0.1 default", statistics.mean(s.per_s for s in old),
+                                    statistics.mean(s.cpu_ms_per_photo for s in old),
+                                    f"mean of {len(old)}: " + ", ".join(f"{s.per_s:.1f}" for s in old)
+                                    + f"; EfficientNet-Lite0 int8 alone, at {BASELINE_REV}"))
+                results["baseline_scan_photos_per_s"] = stages[-1].per_s
+                results["scan_ratio_to_baseline"] = scan.per_s / stages[-1].per_s
         if "daemon" not in args.skip:
             results.update(run_daemon(burst, latency, scratch, config))
         if "idle" not in args.skip:
             results.update(run_idle(args.idle_files, args.idle_s, scratch, config, model.version))
 
-    cpu_budget = sum(s.cpu_ms_per_photo for s in stages[:3])
+    cpu_budget = sum(s.cpu_ms_per_photo for s in floors)
     cores = os.cpu_count() or 1
     rows = [(s.name, f"{s.per_s:.1f} photos/s", f"{s.cpu_ms_per_photo:.0f} ms CPU/photo", s.note) for s in stages]
     rows.append(("CPU bound", f"{1000 * cores / cpu_budget:.1f} photos/s", f"{cpu_budget:.0f} ms CPU/photo",
-                 f"sum of the three stages' CPU over {cores} cores: no pipeline can beat this"))
+                 f"sum of the {len(floors)} stages' CPU over {cores} cores: no pipeline can beat this"))
     if "scan_ratio_to_floor" in results:
         results["scan_ratio_to_cpu_bound"] = results["scan_photos_per_s"] * cpu_budget / (1000 * cores)
         rows.append(("scan / slowest floor", f"{results['scan_ratio_to_floor']:.2f}", "", f"slowest floor: {floor.name}"))
         rows.append(("scan / CPU bound", f"{results['scan_ratio_to_cpu_bound']:.2f}", "", "the stages share the cores"))
+    if "scan_ratio_to_baseline" in results:
+        rows.append(("scan / tagd 0.1 default", f"{results['scan_ratio_to_baseline']:.2f}", "",
+                     "same photos, same run, alternated"))
     if "burst_s" in results:
         rows += [
             ("daemon burst", f"{results['burst_photos_per_s']:.1f} photos/s", f"{results['burst_s']:.0f} s", f"{len(burst)} photos moved in at once"),
-            ("latency p50 / p95", f"{results['latency_p50_ms']:.0f} / {results['latency_p95_ms']:.0f} ms", "", f"{len(latency)} single photos, arrival to written, minus {SETTLE_S} s settle"),
+            ("latency p50 / p95", f"{results['latency_p50_ms']:.0f} / {results['latency_p95_ms']:.0f} ms", "", f"{len(latency)} single photos, arrival to tags in the index, minus {SETTLE_S} s settle"),
             ("daemon peak RSS", f"{results['peak_rss_mb']:.0f} MB", "", "VmHWM of tagd run (exiftool children apart)"),
         ]
     if "idle_cpu_pct" in results:
@@ -451,11 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
-    fields = {**results, "decode_floor_per_s": stages[0].per_s, "infer_floor_per_s": stages[1].per_s,
-              "write_floor_per_s": stages[2].per_s, "cpu_bound_per_s": 1000 * cores / cpu_budget,
-              "decode_cpu_ms": stages[0].cpu_ms_per_photo, "infer_cpu_ms": stages[1].cpu_ms_per_photo,
-              "write_cpu_ms": stages[2].cpu_ms_per_photo}
-    order = ["scan_photos_per_s", "scan_ratio_to_floor", "decode_floor_per_s", "infer_floor_per_s", "write_floor_per_s",
+    fields: dict[str, float] = {**results, "cpu_bound_per_s": 1000 * cores / cpu_budget}
+    for stage in floors:
+        key = stage.name.split()[0]
+        fields[f"{key}_floor_per_s"] = stage.per_s
+        fields[f"{key}_cpu_ms"] = stage.cpu_ms_per_photo
+    order = ["scan_photos_per_s", "scan_ratio_to_baseline", "baseline_scan_photos_per_s", "scan_ratio_to_floor",
+             "decode_cpu_ms", "classifier_cpu_ms", "detector_cpu_ms", "write_cpu_ms", "index_cpu_ms",
              "latency_p50_ms", "latency_p95_ms", "peak_rss_mb", "idle_cpu_pct"]
     keys = order + [k for k in fields if k not in order]
     result = "RESULT " + " ".join(f"{k}={fields[k]:.3f}" if k in fields else f"{k}=nan" for k in keys)

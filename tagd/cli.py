@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
     tag.add_argument("--json", action="store_true", help="one JSON object per photo per line")
     tag.add_argument("--suggestions", action="store_true", help="also show weaker tags below their threshold")
-    tag.add_argument("--model", type=Path, metavar="DIR", help='model bundle directory, or "int8" / "float" for a packaged one (default: config model.path, else the packaged int8 model)')
+    tag.add_argument("--model", type=Path, metavar="DIR", help='model bundle directory, or "default" / "float" for a packaged one (default: config model.path, else the packaged default: detector + classifier)')
     tag.add_argument("--threads", type=int, metavar="N", help="inference threads (default: config model.threads)")
     tag.add_argument("--batch-size", type=int, metavar="N", help="photos per inference batch (default: config model.batch_size)")
     tag.add_argument("--write", action="store_true", help="write the tags into the photos' keywords (XMP, IPTC, EXIF) atomically")

@@ -46,8 +46,9 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     path: Path | None = Field(
         None,
-        description='Model bundle directory; empty for the packaged default (the int8 bundle), "float" for the packaged '
-                    "float model it is quantised from (inference about 1.7x slower, mean AP on coco128-dev 0.428 vs 0.423).",
+        description='Model bundle directory; empty for the packaged default (the YOLOX-Nano detector and the int8 '
+                    'EfficientNet-Lite0 classifier, fused; "default", or "int8" as tagd 0.1 called it), "float" for the '
+                    "packaged float classifier alone (format 1, no detector).",
     )
     threads: int = Field(0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets onnxruntime use every core.")
     providers: list[str] = Field(
@@ -84,6 +85,13 @@ class WriteSettings(_Section):
     )
     mtime: Literal["update", "preserve"] = Field(
         "update", description="After a write: update the file's mtime (photo managers notice the change) or preserve it."
+    )
+    regions: bool = Field(
+        False,
+        description="Also write the detector's people and objects as MWG regions (XMP-mwg-rs:RegionInfo, read by "
+                    "digiKam and Lightroom) beside your own regions, which are never altered; revert removes only "
+                    "tagd's. Off by default: they are whole bodies and objects, not faces, and face tools list every "
+                    "region to be named. The index keeps them either way (`tagd show`).",
     )
     workers: int = Field(
         0, ge=0, le=64,

@@ -12,6 +12,7 @@ check is off and `max_pixels` (model.max_decode_pixels) is applied to the decode
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -28,8 +29,10 @@ Image.MAX_IMAGE_PIXELS = None
 RESAMPLE = Image.Resampling.BILINEAR
 
 
-def load_rgb(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> Image.Image:
-    """Open `path`, apply its EXIF orientation, return an RGB image whose short side is `short_side`.
+def load_rgb(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_DECODE_PIXELS, long_side: int = 0) -> Image.Image:
+    """Open `path`, apply its EXIF orientation, return an RGB image whose short side is `short_side`,
+    or, with `long_side`, the smallest image whose short side is at least `short_side` and long
+    side at least `long_side` (one decode for a classifier and a detector: tagd.tagger).
 
     Raises ReadError with a one-line reason for anything that is not a decodable photo, or whose
     decode would allocate more than `max_pixels` pixels.
@@ -49,7 +52,7 @@ def load_rgb(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_DECODE_P
         raise ReadError(path, "empty file (0 bytes)")
     try:
         with Image.open(path) as im:
-            return _to_model_input(im, short_side, st.st_size, max_pixels)
+            return _to_model_input(im, short_side, st.st_size, max_pixels, long_side)
     except TooLarge as exc:
         raise ReadError(path, str(exc)) from None
     except UnidentifiedImageError:
@@ -90,7 +93,7 @@ def _mp(pixels: int) -> str:
 
 
 def _to_model_input(im: Image.Image, short_side: int, size: int = 0,
-                    max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> Image.Image:
+                    max_pixels: int = DEFAULT_MAX_DECODE_PIXELS, long_side: int = 0) -> Image.Image:
     orientation = _exif_orientation(im)
     full = im.size
     held_whole = True  # what decoding allocates: the full image, except for a baseline JPEG
@@ -100,9 +103,10 @@ def _to_model_input(im: Image.Image, short_side: int, size: int = 0,
         held_whole = bool(im.info.get("progressive"))
         if held_whole and full[0] * full[1] > max_pixels:
             raise TooLarge(full, max_pixels, why=" (a progressive JPEG is held whole while decoding)")
-        # DCT scaling never goes below the requested box, so asking for a square of the short
-        # side keeps at least `short_side` pixels on both axes whatever the orientation.
-        im.draft("RGB", (short_side, short_side))
+        # DCT scaling never goes below the requested box; the box is the photo at the scale the
+        # models need (in the stored orientation: scaling commutes with the EXIF rotation).
+        scale = _scale(full, short_side, long_side)
+        im.draft("RGB", (max(1, math.ceil(full[0] * scale)), max(1, math.ceil(full[1] * scale))))
         if im.size[0] * im.size[1] > max_pixels:
             raise TooLarge(full, max_pixels, decoded=im.size)
         # One read and one decoder call for the whole file, not one per 64 kB: the decoder
@@ -113,19 +117,25 @@ def _to_model_input(im: Image.Image, short_side: int, size: int = 0,
         raise TooLarge(full, max_pixels)
     if not held_whole or full[0] * full[1] < FULL_DECODE_PIXELS:
         im.load()  # decode now so truncation errors surface here, inside the error handling
-        return _resized(im, orientation, short_side)
+        return _resized(im, orientation, short_side, long_side)
     with large_operation:
         im.load()
-        return _resized(im, orientation, short_side)
+        return _resized(im, orientation, short_side, long_side)
 
 
-def _resized(im: Image.Image, orientation: int, short_side: int) -> Image.Image:
+def _scale(size: tuple[int, int], short_side: int, long_side: int) -> float:
+    """The factor that brings `size` to a short side of `short_side`, or more where the long side
+    would then fall short of `long_side`."""
+    return max(short_side / min(size), long_side / max(size))
+
+
+def _resized(im: Image.Image, orientation: int, short_side: int, long_side: int = 0) -> Image.Image:
     if orientation and orientation != 1:
         im = ImageOps.exif_transpose(im)
     if im.mode != "RGB":
         im = _flatten_to_rgb(im)
     width, height = im.size
-    scale = short_side / min(width, height)
+    scale = _scale(im.size, short_side, long_side)
     size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
     # reducing_gap: a full-size decode (PNG, WebP, TIFF: 12 MP -> 224 px) is first box-reduced by
     # an integer factor, then filtered: 9 instead of 32 ms, same antialiasing. A draft-decoded

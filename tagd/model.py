@@ -13,16 +13,19 @@ import logging
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagd.errors import ModelError
 
+if TYPE_CHECKING:
+    from tagd.detector import Detector
+
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = "tagd-bundle/1"
+BUNDLE_FORMATS = ("tagd-bundle/1", "tagd-bundle/2")
 
 
 class _Strict(BaseModel):
@@ -59,9 +62,9 @@ class Label(_Strict):
     name: str
 
 
-class BundleSpec(_Strict):
-    format: Literal["tagd-bundle/1"]
-    name: str
+class ClassifierSpec(_Strict):
+    """The classifier graph: label scores for the broad vocabulary, and the embedding."""
+
     model_file: str
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     input: InputSpec
@@ -69,20 +72,98 @@ class BundleSpec(_Strict):
     scores: ScoresSpec
     embedding_dim: int = Field(gt=0)
     labels: list[Label] = Field(min_length=1)
+
+
+class DetectorInputSpec(_Strict):
+    name: str
+    size: tuple[int, int]  # height, width
+    channels: Literal["BGR", "RGB"] = "BGR"
+    pad_value: float = 114.0  # the letterbox's fill
+    scale: float = 1.0  # pixel values 0..255 times this
+
+
+class DetectorSpec(_Strict):
+    """The object detector graph (v2 bundles): its classes map to tags in the vocabulary."""
+
+    kind: Literal["yolox"]
+    model_file: str
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    input: DetectorInputSpec
+    output: str
+    strides: tuple[int, ...] = (8, 16, 32)
+    labels: list[str] = Field(min_length=1)
+    licence_file: str | None = None
+    provenance_file: str | None = None
+
+
+class BundleSpec(_Strict):
+    """bundle.json. Format 1: one classifier (its fields at the top level); format 2: a
+    `classifier` and optionally a `detector`, each with its graph, pre-processing and labels,
+    and a vocabulary that maps both onto tags and calibrates their fused score."""
+
+    format: Literal["tagd-bundle/1", "tagd-bundle/2"]
+    name: str
+    classifier: ClassifierSpec
+    detector: DetectorSpec | None = None
     vocabulary_file: str = "vocab.json"
+    vocabulary_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_layout(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("format") == "tagd-bundle/1" and "classifier" not in raw:
+            fields = set(ClassifierSpec.model_fields)
+            return {**{k: v for k, v in raw.items() if k not in fields}, "classifier": {k: raw[k] for k in fields if k in raw}}
+        return raw
+
+    # The classifier's fields, where a format-1 bundle had them.
+    @property
+    def model_file(self) -> str:
+        return self.classifier.model_file
+
+    @property
+    def model_sha256(self) -> str:
+        return self.classifier.model_sha256
+
+    @property
+    def input(self) -> InputSpec:
+        return self.classifier.input
+
+    @property
+    def outputs(self) -> OutputSpec:
+        return self.classifier.outputs
+
+    @property
+    def scores(self) -> ScoresSpec:
+        return self.classifier.scores
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.classifier.embedding_dim
+
+    @property
+    def labels(self) -> list[Label]:
+        return self.classifier.labels
 
     @property
     def version(self) -> str:
-        """Short, stable id of the exact graph: recorded with every tag tagd writes."""
-        return f"{self.name}@{self.model_sha256[:12]}"
+        """Short, stable id of the exact graphs (and, for format 2, the calibration in the
+        vocabulary): recorded with every tag tagd writes; a new one re-tags the library."""
+        if self.format == "tagd-bundle/1":
+            return f"{self.name}@{self.model_sha256[:12]}"
+        parts = [self.classifier.model_sha256, self.detector.model_sha256 if self.detector else "",
+                 self.vocabulary_sha256 or ""]
+        return f"{self.name}@{hashlib.sha256(':'.join(parts).encode()).hexdigest()[:12]}"
 
 
-# What `model.path` may name instead of a directory. "float" is the EfficientNet-Lite0 export
-# (training/build_default_model.py) that training starts from; "int8" is training/quantize.py's
-# copy of it and what tagd runs by default: inference ~1.7x faster, mean AP on coco128-dev
-# 0.423 vs 0.428 (the int8 copy is adopted only while it loses < 1 point).
-PACKAGED_BUNDLES = ("int8", "float")
-DEFAULT_BUNDLE = "int8"
+# What `model.path` may name instead of a directory. "default" is the format-2 bundle tagd
+# runs: the int8 classifier (training/quantize.py's copy of the float one) and the YOLOX-Nano
+# detector, fused and calibrated (training/build_fused_bundle.py). "float" is the format-1
+# EfficientNet-Lite0 export (training/build_default_model.py) that training starts from and
+# the int8 classifier is quantised from. "int8", the default of tagd 0.1, names the default.
+PACKAGED_BUNDLES = ("default", "float")
+BUNDLE_ALIASES = {"int8": "default"}
+DEFAULT_BUNDLE = "default"
 
 
 def default_bundle_dir() -> Path:
@@ -100,15 +181,16 @@ def packaged_bundle_dir(name: str) -> Path:
 
 
 def resolve_bundle(path: Path | str | None) -> Path:
-    """A bundle directory; None for the default; a packaged bundle's name ("int8", "float") for the packaged ones.
+    """A bundle directory; None for the default; a packaged bundle's name ("default", "float") for the packaged ones.
 
     A directory of that name in the working directory wins over the packaged bundle.
     """
     if path is None or str(path) == "":
         return default_bundle_dir()
     path = Path(path)
-    if str(path) in PACKAGED_BUNDLES and not path.is_dir():
-        return packaged_bundle_dir(str(path))
+    name = BUNDLE_ALIASES.get(str(path), str(path))
+    if name in PACKAGED_BUNDLES and not path.is_dir():
+        return packaged_bundle_dir(name)
     return path
 
 
@@ -120,9 +202,9 @@ def load_spec(bundle_dir: Path) -> BundleSpec:
         raise ModelError(f"model bundle {bundle_dir}: no bundle.json") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"model bundle {bundle_dir}: unreadable bundle.json ({exc})") from None
-    if isinstance(raw, dict) and raw.get("format") != BUNDLE_FORMAT:
+    if isinstance(raw, dict) and raw.get("format") not in BUNDLE_FORMATS:
         raise ModelError(
-            f"model bundle {bundle_dir}: format {raw.get('format')!r}, this tagd reads {BUNDLE_FORMAT!r}"
+            f"model bundle {bundle_dir}: format {raw.get('format')!r}, this tagd reads {' and '.join(BUNDLE_FORMATS)}"
         )
     try:
         return BundleSpec.model_validate(raw)
@@ -156,6 +238,16 @@ class Model:
             )
         self._session = _make_session(onnx_bytes, threads, providers, self.bundle_dir)
         self._check_io()
+        self.detector = self._load_detector(threads, providers, verify_checksum)
+        if verify_checksum and self.spec.vocabulary_sha256:
+            vocab = self.bundle_dir / self.spec.vocabulary_file
+            try:
+                digest = hashlib.sha256(vocab.read_bytes()).hexdigest()
+            except OSError as exc:
+                raise ModelError(f"model bundle {self.bundle_dir}: cannot read {self.spec.vocabulary_file}: {exc.strerror}") from None
+            if digest != self.spec.vocabulary_sha256:
+                raise ModelError(f"model bundle {self.bundle_dir}: {self.spec.vocabulary_file} does not match "
+                                 "vocabulary_sha256 in bundle.json")
         size = self.spec.input.size
         self.input_size = (int(size[1]), int(size[0]))  # Pillow wants (width, height)
         # Normalisation folded into one multiply-add per pixel.
@@ -166,6 +258,26 @@ class Model:
     @property
     def version(self) -> str:
         return self.spec.version
+
+    def _load_detector(self, threads: int, providers: Sequence[str], verify_checksum: bool) -> "Detector | None":
+        spec = self.spec.detector
+        if spec is None:
+            return None
+        from tagd.detector import Detector
+
+        path = self.bundle_dir / spec.model_file
+        try:
+            onnx_bytes = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"model bundle {self.bundle_dir}: cannot read {spec.model_file}: {exc.strerror}") from None
+        if verify_checksum and hashlib.sha256(onnx_bytes).hexdigest() != spec.model_sha256:
+            raise ModelError(f"model bundle {self.bundle_dir}: {spec.model_file} does not match the detector's "
+                             "model_sha256 in bundle.json")
+        # One photo per run (the graph's batch axis is 1): a second intra-op thread only adds
+        # synchronisation (measured: 15 ms of CPU a photo on one thread, 22 on two). tagd.tagger
+        # runs it beside the classifier instead, so both cores still work.
+        session = _make_session(onnx_bytes, threads or 1, providers, self.bundle_dir)
+        return Detector(spec, session, self.bundle_dir)
 
     @property
     def providers(self) -> list[str]:

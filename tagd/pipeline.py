@@ -84,9 +84,9 @@ def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> Metadata
 
 
 def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None) -> "Pipeline":
-    """The pipeline the configuration describes (refine.mode, refine.neighbours)."""
+    """The pipeline the configuration describes (refine.mode, refine.neighbours, write.regions)."""
     r = settings.refine
-    return Pipeline(tagger, writer, index, mode=r.mode, neighbours=r.neighbours)
+    return Pipeline(tagger, writer, index, mode=r.mode, neighbours=r.neighbours, write_regions=settings.write.regions)
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,14 @@ class Pipeline:
 
     def __init__(self, tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None, *,
                  mode: Mode = "add-only", neighbours: int = RefineParams.k, window: int = 32,
-                 record_batch: int = 64) -> None:
+                 record_batch: int = 64, write_regions: bool = False) -> None:
         self.tagger = tagger
         self.writer = writer
         self.index = index
         self.mode: Mode = mode
         self.window = window
         self.record_batch = record_batch
+        self.write_regions = write_regions
         self.params = replace(PIPELINE, k=max(1, neighbours), max_added=tagger.max_tags)
         self.library: Library | None = None
         if index is not None:
@@ -213,6 +214,7 @@ class Pipeline:
                 rejected=refined.rejected,
                 suggested_removals=refined.suggested_removals,
                 model_version=self.tagger.model.version,
+                regions=result.detections if self.write_regions else None,
             )
             outcome = self.writer.write(current, update)
         except WriteError as exc:
@@ -262,8 +264,10 @@ class Pipeline:
                     tag_scores[self._vocab_index[t.name]] = t.score
         words = {*current.keywords, *(t for n in neighbours for t in n.tags), *(t.name for t in result.tags)}
         raw, scores = model_evidence(self.tagger.vocabulary, self._vocab_index, tag_scores, words)
-        # tagd's earlier additions the user kept stand unless the evidence against them is strong.
-        standing = [k for k in (prov.added if prov else ()) if k.casefold() in have]
+        # tagd's earlier additions the user kept stand unless the evidence against them is strong;
+        # those of another model version are replaced by this one's (a new bundle re-tags the library).
+        same_model = prov is not None and prov.model_version == self.tagger.model.version
+        standing = [k for k in prov.added if k.casefold() in have] if prov is not None and same_model else []
         refined = refine(
             current.keywords, scores, mode=self.mode, neighbours=neighbours,
             library=evidence.stats if evidence is not None else LibraryStats(),
@@ -296,7 +300,7 @@ class Pipeline:
         )
 
     def _record(self, result: TagResult, current: PhotoKeywords, refined: Refinement, sha256: str | None) -> "PhotoRecord":
-        from tagd.index.db import IndexedTag, PhotoRecord
+        from tagd.index.db import IndexedRegion, IndexedTag, PhotoRecord
 
         st = os.stat(result.path)
         added, suggested = set(refined.added), set(refined.suggested_removals)
@@ -319,6 +323,7 @@ class Pipeline:
             width=info.width, height=info.height, taken=_exif_datetime(info.taken), camera=info.camera,
             status="tagged", model_version=self.tagger.model.version, tagged_at=datetime.now().replace(microsecond=0),
             tags=tags, embedding=result.embedding,
+            regions=[IndexedRegion(d.label, d.score, d.x, d.y, d.w, d.h) for d in result.detections],
         )
 
     def _unwritten_record(self, result: TagResult, current: PhotoKeywords | None, refined: Refinement | None,

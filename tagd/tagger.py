@@ -1,8 +1,10 @@
 """Tag photos now: parallel decode, batched inference, vocabulary selection.
 
-This is the read-only core that `tagd tag`, the evaluation script and (later) the daemon's
-pipeline share. Decoding runs on a thread pool (Pillow releases the GIL while libjpeg
-works), inference runs on the calling thread in batches, so the two overlap.
+This is the read-only core that `tagd tag`, the evaluation script and the daemon's pipeline
+share. Decoding runs on a thread pool (Pillow releases the GIL while libjpeg works): each
+photo is decoded once, at the size both models need, and cut into the classifier's views and
+the detector's letterboxed input there. Inference runs on the calling thread in batches, so
+the two overlap; the vocabulary fuses both models' scores into one per tag.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
 from tagd.decode import load_rgb
 from tagd.errors import ReadError
 from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
+from tagd.detector import Detection
 from tagd.model import Model, normalise
 from tagd.vocab import ScoredTag, Vocabulary
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +45,23 @@ class TagResult:
     error: str | None = None
     tag_scores: np.ndarray | None = None  # every vocabulary tag's score, for evaluation
     embedding: np.ndarray | None = None
+    detections: list[Detection] = field(default_factory=list)  # the detector's objects (v2 bundles)
+    classifier_scores: np.ndarray | None = None  # per tag, before fusion (evaluation, calibration)
+    detector_scores: np.ndarray | None = None  # per detector class (evaluation, calibration)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass
+class Decoded:
+    """One photo, decoded once, ready for both models."""
+
+    views: np.ndarray  # the classifier's (V, H, W, 3)
+    detector_input: np.ndarray | None = None  # the detector's (3, H, W)
+    detector_scale: float = 1.0
+    size: tuple[int, int] = (0, 0)  # of the photo as decoded (orientation applied)
 
 
 class Tagger:
@@ -62,6 +81,7 @@ class Tagger:
         self.decode_workers = decode_workers or max(1, os.cpu_count() or 1)
         self.max_tags = max_tags
         self.max_decode_pixels = max_decode_pixels
+        self._detector_pool = ThreadPoolExecutor(1, thread_name_prefix="tagd-detect") if self.model.detector else None
 
     def tag_paths(self, paths: Iterable[Path]) -> Iterator[TagResult]:
         """Yield one result per path, in input order; a bad file yields a result with `error`."""
@@ -72,8 +92,8 @@ class Tagger:
         window = max(self.batch_size * 2, min(LOOKAHEAD_PER_WORKER * self.decode_workers, MAX_LOOKAHEAD))
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="tagd-decode") as pool:
             pending: deque[tuple[Path, Future]] = deque()
-            # Entries in input order: a decoded array, or the reason decoding failed.
-            batch: list[tuple[Path, np.ndarray | str]] = []
+            # Entries in input order: a decoded photo, or the reason decoding failed.
+            batch: list[tuple[Path, Decoded | str]] = []
 
             def drain_one() -> Iterator[TagResult]:
                 path, future = pending.popleft()
@@ -85,46 +105,77 @@ class Tagger:
                     yield from self._flush(batch)
 
             for path in paths:
-                pending.append((Path(path), pool.submit(self._decode, Path(path))))
+                pending.append((Path(path), pool.submit(self.decode, Path(path))))
                 while len(pending) > window:
                     yield from drain_one()
             while pending:
                 yield from drain_one()
             yield from self._flush(batch)
 
-    def _decode(self, path: Path) -> np.ndarray:
-        return self.model.views(load_rgb(path, self.model.short_side, self.max_decode_pixels))
+    def decode(self, path: Path) -> Decoded:
+        """One photo decoded once, into both models' inputs (ReadError for a bad file)."""
+        model, detector = self.model, self.model.detector
+        image = load_rgb(path, model.short_side, self.max_decode_pixels, long_side=detector.long_side if detector else 0)
+        decoded = Decoded(model.views(_short_side(image, model.short_side)), size=image.size)
+        if detector is not None:
+            decoded.detector_input, decoded.detector_scale = detector.prepare(image)
+        return decoded
 
-    def _flush(self, batch: list[tuple[Path, np.ndarray | str]]) -> Iterator[TagResult]:
+    def _flush(self, batch: list[tuple[Path, Decoded | str]]) -> Iterator[TagResult]:
         decoded = [item for _, item in batch if not isinstance(item, str)]
-        scored: Iterator[tuple[np.ndarray, np.ndarray]] = iter(())
-        if decoded:
-            scored = zip(*self._score(decoded))
         results = []
+        if decoded:
+            scored = iter(zip(*self._score(decoded), decoded))
         for path, item in batch:
             if isinstance(item, str):
                 results.append(TagResult(path, [], error=item))
-            else:
-                scores, emb = next(scored)
-                tags = self.vocabulary.select(scores, max_tags=self.max_tags)
-                suggestions = self.vocabulary.suggest(scores, exclude={t.name for t in tags})
-                results.append(TagResult(path, tags, suggestions, tag_scores=scores, embedding=emb))
+                continue
+            scores, emb, classifier, detector, detections, _ = next(scored)
+            tags = self.vocabulary.select(scores, max_tags=self.max_tags)
+            suggestions = self.vocabulary.suggest(scores, exclude={t.name for t in tags})
+            results.append(TagResult(path, tags, suggestions, tag_scores=scores, embedding=emb, detections=detections,
+                                     classifier_scores=classifier, detector_scores=detector))
         batch.clear()
         yield from results
 
-    def _score(self, photos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Views of N photos -> (N, tags) scores, each tag at its best view, and (N, dim) embeddings."""
-        counts = [len(v) for v in photos]
-        label_scores, embeddings = self.model.predict(np.concatenate(photos))
+    def _score(self, photos: list[Decoded]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
+        """N decoded photos -> (N, tags) fused scores, (N, dim) embeddings, (N, tags) classifier
+        scores (each tag at its best view), the detector's class scores and objects per photo."""
+        counts = [len(p.views) for p in photos]
+        detector = self.model.detector
+        # The detector runs on its own thread while the classifier runs on this one (onnxruntime
+        # releases the GIL): single-threaded sessions side by side cost less CPU than each on all cores.
+        raw_future = self._detector_pool.submit(detector.run, [p.detector_input for p in photos]) if detector else None
+        label_scores, embeddings = self.model.predict(np.concatenate([p.views for p in photos]))
         view_scores = self.vocabulary.tag_scores(label_scores)
         bounds = np.cumsum([0, *counts])
-        tag_scores = np.stack([view_scores[a:b].max(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+        classifier = np.stack([view_scores[a:b].max(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
         photo_emb = np.stack([embeddings[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
-        return tag_scores, normalise(photo_emb)
+        if detector is None or raw_future is None:
+            none: list = [None] * len(photos)
+            return self.vocabulary.fuse(classifier, None), normalise(photo_emb), classifier, none, [[] for _ in photos]
+        raw = raw_future.result()
+        class_scores = np.stack([detector.class_scores(r) for r in raw])
+        names = self.vocabulary.detector_tags or None  # regions are named as the photo's tags are
+        detections = [detector.detections(r, p.detector_scale, p.size, names=names) for r, p in zip(raw, photos)]
+        return (self.vocabulary.fuse(classifier, class_scores), normalise(photo_emb), classifier, list(class_scores),
+                detections)
+
+
+def _short_side(image: "Image.Image", size: int) -> "Image.Image":
+    """`image` with its short side `size` (the decode may have kept more for the detector)."""
+    if min(image.size) == size:
+        return image
+    from PIL import Image as PILImage
+
+    scale = size / min(image.size)
+    new = (max(size, round(image.width * scale)), max(size, round(image.height * scale)))
+    return image.resize(new, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def load_vocabulary(model: Model) -> Vocabulary:
     spec = model.spec
     return Vocabulary.load(
-        model.bundle_dir / spec.vocabulary_file, n_labels=len(spec.labels), aggregate=spec.scores.aggregate
+        model.bundle_dir / spec.vocabulary_file, n_labels=len(spec.labels), aggregate=spec.scores.aggregate,
+        n_detector_labels=len(spec.detector.labels) if spec.detector else 0,
     )

@@ -38,7 +38,8 @@ def test_tag_table_output_and_success_exit(real_photo_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(str(real_photo_dir / "chelsea.jpg")) and " cat " in f" {lines[0]} "
+    path, tags = lines[0].split("\t", 1)
+    assert path == str(real_photo_dir / "chelsea.jpg") and " cat " in f" {tags} "
 
 
 def test_tag_never_writes(photos: Path) -> None:

@@ -371,8 +371,36 @@ def test_a_version_1_index_is_upgraded_with_its_photos(tmp_path: Path, monkeypat
             ix.set_vocabulary(VOCAB)
             ix.upsert_photos([rec("/p/a.jpg", ("cat", 0.9, "model", "added"))])
     with Index(path) as ix:
-        assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == schema.latest_version()
         got = ix.get(Path("/p/a.jpg"))
         assert [t.name for t in got.tags] == ["cat"] and got.reverted is False
         ix.upsert_photos([rec("/p/a.jpg", reverted=True)])
         assert ix.get(Path("/p/a.jpg")).reverted
+
+
+def test_regions_round_trip_and_go_with_their_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector's objects (v3): stored with the photo, best first, replaced by a new record,
+    kept through a move, gone with the photo; a version-2 index is upgraded to hold them."""
+    from tagd.index.db import IndexedRegion
+
+    path = tmp_path / "index.sqlite3"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        with Index(path) as ix:
+            ix.set_vocabulary(VOCAB)
+            ix.upsert_photos([rec("/p/a.jpg", ("cat", 0.9, "model", "added"))])
+    boxes = [IndexedRegion("person", 0.93, 0.5, 0.4, 0.3, 0.8), IndexedRegion("dog", 0.71, 0.2, 0.7, 0.1, 0.2)]
+    with Index(path) as ix:
+        assert ix.get(Path("/p/a.jpg")).regions == []
+        record = ix.get(Path("/p/a.jpg"))
+        record.regions = boxes
+        ix.upsert_photos([record])
+        assert ix.get(Path("/p/a.jpg")).regions == boxes
+        ix.move(Path("/p/a.jpg"), Path("/p/b.jpg"))
+        assert ix.get(Path("/p/b.jpg")).regions == boxes
+        record = ix.get(Path("/p/b.jpg"))
+        record.regions = boxes[1:]
+        ix.upsert_photos([record])
+        assert ix.get(Path("/p/b.jpg")).regions == boxes[1:]
+        ix.remove(Path("/p/b.jpg"))
+        assert ix._conn.execute("SELECT count(*) FROM photo_region").fetchone()[0] == 0

@@ -13,13 +13,13 @@ from tagd.errors import ModelError
 from tagd.model import Model, default_bundle_dir, float_bundle_dir, load_spec
 
 
-@pytest.mark.parametrize("name", ["int8", "float"])
+@pytest.mark.parametrize("name", ["default", "float"])
 def test_packaged_bundles_match_contract(name: str) -> None:
     model = Model(name, threads=1)
     spec = model.spec
     assert len(spec.labels) == 1000 and spec.embedding_dim == 1280
     assert spec.input.size == (224, 224)
-    assert model.version.startswith(f"efficientnet-lite0-imagenet1k{'-int8' if name == 'int8' else ''}@")
+    assert model.version.startswith("tagd-default-v2@" if name == "default" else "efficientnet-lite0-imagenet1k@")
 
 
 def test_outputs_are_probabilities_and_embeddings(model) -> None:
@@ -41,9 +41,40 @@ def test_batching_does_not_change_results(model) -> None:
 
 @pytest.fixture
 def bundle_copy(tmp_path: Path) -> Path:
+    """A format-1 bundle (one classifier, its fields at the top of bundle.json), as a user's own
+    trained bundle is: the float one."""
     target = tmp_path / "bundle"
+    shutil.copytree(float_bundle_dir(), target)
+    return target
+
+
+@pytest.fixture
+def v2_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "v2"
     shutil.copytree(default_bundle_dir(), target)
     return target
+
+
+def test_v2_detector_checksum_mismatch(v2_copy: Path) -> None:
+    spec = json.loads((v2_copy / "bundle.json").read_text())
+    spec["detector"]["model_sha256"] = "0" * 64
+    (v2_copy / "bundle.json").write_text(json.dumps(spec))
+    _refused(v2_copy, "does not match the detector's model_sha256")
+
+
+def test_v2_vocabulary_checksum_mismatch(v2_copy: Path) -> None:
+    vocab = v2_copy / "vocab.json"
+    text = vocab.read_text()
+    assert '"threshold": 0.8' in text
+    vocab.write_text(text.replace('"threshold": 0.8', '"threshold": 0.05', 1))
+    _refused(v2_copy, "vocab.json does not match vocabulary_sha256")
+
+
+def test_v2_detector_label_count_mismatch(v2_copy: Path) -> None:
+    spec = json.loads((v2_copy / "bundle.json").read_text())
+    spec["detector"]["labels"] = spec["detector"]["labels"][:79]
+    (v2_copy / "bundle.json").write_text(json.dumps(spec))
+    _refused(v2_copy, "85 columns")
 
 
 def _edit(bundle: Path, **changes) -> None:
@@ -115,25 +146,27 @@ def test_providers_missing_from_this_build_are_skipped_in_order() -> None:
         Model(threads=1, providers=["NoSuchExecutionProvider"])
 
 
-def test_packaged_int8_bundle_is_the_default_and_tags_like_the_float_one(float_model, real_photo_dir: Path) -> None:
-    """The packaged quantised copy is what tagd runs unless told otherwise, loads through the
-    same contract and, on a real photo, agrees with the float model on its top tags."""
+def test_packaged_default_bundle_runs_the_int8_classifier_beside_the_detector(float_model, real_photo_dir: Path) -> None:
+    """The packaged default (format 2) is what tagd runs unless told otherwise; its classifier is
+    the quantised copy of the float one and, on a real photo, agrees with it on its top classes;
+    "int8", the default's old name, still names it."""
     from tagd.decode import load_rgb
     from tagd.model import packaged_bundle_dir
 
-    int8 = Model("int8", threads=1)
-    assert int8.bundle_dir == packaged_bundle_dir("int8") and int8.version.startswith("efficientnet-lite0-imagenet1k-int8@")
-    assert Model(threads=1).version == int8.version
+    default = Model(threads=1)
+    assert default.bundle_dir == packaged_bundle_dir("default") and default.version.startswith("tagd-default-v2@")
+    assert default.detector is not None and len(default.spec.detector.labels) == 80
+    assert Model("int8", threads=1).version == default.version
     model = float_model
     views = model.views(load_rgb(real_photo_dir / "chelsea.jpg", model.short_side))
     p_float, e_float = model.predict(views)
-    p_int8, e_int8 = int8.predict(views)
+    p_int8, e_int8 = default.predict(views)
     assert set(np.argsort(-p_float.max(0))[:3]) & set(np.argsort(-p_int8.max(0))[:3])
     cos = (e_float * e_int8).sum(1) / np.linalg.norm(e_float, axis=1) / np.linalg.norm(e_int8, axis=1)
     assert cos.min() > 0.9, cos
 
 
-def test_int8_bundle_rebuilds_byte_for_byte(tmp_path: Path) -> None:
+def test_int8_classifier_rebuilds_byte_for_byte(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("skimage")
     import sys
@@ -143,5 +176,4 @@ def test_int8_bundle_rebuilds_byte_for_byte(tmp_path: Path) -> None:
     from training.quantize import quantize
 
     out = quantize(float_bundle_dir(), tmp_path / "int8")
-    for name in ("model.onnx", "bundle.json", "vocab.json"):
-        assert (out / name).read_bytes() == (packaged_bundle_dir("int8") / name).read_bytes(), name
+    assert (out / "model.onnx").read_bytes() == (packaged_bundle_dir("default") / "classifier.onnx").read_bytes()

@@ -114,12 +114,16 @@ def test_model_evidence_keys_scores_by_the_users_word(tagger) -> None:
     positions = {name: i for i, name in enumerate(vocab.names)}
     scores = np.zeros(len(vocab), dtype=np.float32)
     scores[positions["cat"]] = vocab["cat"].threshold
-    scores[positions["sofa"]] = 0.9
+    scores[positions["sofa"]] = 0.99
     raw, scaled = model_evidence(vocab, positions, scores, ["Kitty", "couch", "mittens", "cat"])
-    assert raw == {"kitty": pytest.approx(vocab["cat"].threshold), "couch": pytest.approx(0.9),
+    assert raw == {"kitty": pytest.approx(vocab["cat"].threshold), "couch": pytest.approx(0.99),
                    "cat": pytest.approx(vocab["cat"].threshold)}  # "mittens": no model knows it
     assert scaled["kitty"] == pytest.approx(0.5, abs=1e-4)  # at its threshold: undecided
-    assert scaled["couch"] > 0.99
+    odds = lambda p: p / (1 - p)  # noqa: E731
+    # 0.99 against the sofa's own threshold, as odds: far above it is strong support.
+    ratio = odds(0.99) / odds(vocab["sofa"].threshold)
+    assert scaled["couch"] == pytest.approx(ratio / (1 + ratio))
+    assert scaled["couch"] > 0.85
 
 
 @needs_exiftool

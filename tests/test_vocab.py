@@ -48,12 +48,31 @@ def test_no_abstract_wordnet_nodes(vocab: Vocabulary) -> None:
 
 def test_hierarchy_is_consistent(vocab: Vocabulary) -> None:
     for tag in vocab.tags:
-        assert tag.labels, tag.name
+        # Every tag has evidence: classifier classes, or (a v2 vocabulary) detector classes.
+        assert tag.labels or tag.detector_labels, tag.name
         assert 0 < tag.threshold < 1
         for parent in tag.parents:
             # A parent holds every class of its children, so its score is never lower.
             assert set(tag.labels) <= set(vocab[parent].labels), (tag.name, parent)
+            assert set(tag.detector_labels) <= set(vocab[parent].detector_labels), (tag.name, parent)
         assert tag.name not in vocab.ancestors(tag.name)
+
+
+def test_fused_scores_respect_the_hierarchy(vocab: Vocabulary) -> None:
+    """After fusion a parent is never less likely than a child it lifts, and a capped child (a
+    breed) never more likely than its parent, whatever the two models say."""
+    if not vocab.fused:
+        pytest.skip("a format-1 vocabulary has no fusion")
+    rng = np.random.default_rng(0)
+    fused = vocab.fuse(rng.uniform(0, 1, (64, len(vocab))).astype(np.float32),
+                       rng.uniform(0, 1, (64, vocab.n_detector_labels)).astype(np.float32))
+    for j, tag in enumerate(vocab.tags):
+        if tag.parents:
+            parent = fused[:, vocab.names.index(tag.parents[0])]
+            if tag.capped:
+                assert (fused[:, j] <= parent + 1e-6).all(), tag.name
+            else:
+                assert (parent >= fused[:, j] - 1e-6).all(), tag.name
 
 
 def test_synonyms_resolve(vocab: Vocabulary) -> None:
@@ -103,3 +122,24 @@ def test_packaged_vocabulary_is_what_the_script_builds(tmp_path: Path) -> None:
     out = tmp_path / "vocab.json"
     assert main(["--out", str(out)]) == 0
     assert out.read_bytes() == (float_bundle_dir() / "vocab.json").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").is_file(), reason="WordNet 3.0 (Debian wordnet-base) not installed")
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "coco128-dev" / "labels.json").is_file(),
+                    reason="../shared/data/coco128-dev (the calibration photos) not present")
+def test_packaged_default_bundle_is_what_the_script_builds(tmp_path: Path) -> None:
+    """training/build_fused_bundle.py, from the packaged classifier and detector and the
+    calibration photos (coco128-dev and the unseen set's calibration half), writes the packaged
+    vocabulary and bundle.json byte for byte."""
+    sys.path.insert(0, str(REPO))
+    from tagd.model import default_bundle_dir
+    from training.build_fused_bundle import UNSEEN, main
+
+    if not (UNSEEN / "labels.json").is_file():
+        pytest.skip(f"the unseen photos are not at {UNSEEN} (python training/unseen_photos.py {UNSEEN})")
+
+    out = tmp_path / "default"
+    packaged = default_bundle_dir()
+    assert main(["--out", str(out), "--detector", str(packaged / "detector")]) == 0
+    for name in ("vocab.json", "bundle.json", "classifier.onnx", "detector/yolox_nano.onnx"):
+        assert (out / name).read_bytes() == (packaged / name).read_bytes(), name

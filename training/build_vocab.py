@@ -40,7 +40,10 @@ def threshold_for(n_classes: int) -> float:
     return round(min(MAX_THRESHOLD, BASE_THRESHOLD + PER_LOG2_CLASSES * math.log2(max(n_classes, 1))), 3)
 
 
-def resolve(tags: tuple[T, ...], wordnet: WordNet, class_ids: list[str]) -> list[dict]:
+def resolve(tags: tuple[T, ...], wordnet: WordNet, class_ids: list[str], detector_only: frozenset[str] = frozenset()
+            ) -> list[dict]:
+    """Each tag with its classes (its own and its children's), synonyms and threshold.
+    `detector_only`: tags that may have no ImageNet class (format 2: the detector sees them)."""
     by_name: dict[str, T] = {}
     for tag in tags:
         if tag.name in by_name:
@@ -80,7 +83,7 @@ def resolve(tags: tuple[T, ...], wordnet: WordNet, class_ids: list[str]) -> list
     out = []
     for tag in tags:
         members = closure(tag.name)
-        if not members:
+        if not members and tag.name not in detector_only:
             raise SystemExit(f"curation: tag {tag.name!r} has no ImageNet class: no evidence for it")
         synonyms = set(tag.syn)
         for synset in tag.wn:

@@ -282,3 +282,81 @@ TAGS: tuple[T, ...] = (
     T("flower", "plant", add=(985, 986), syn=("flowers", "daisy")),
     T("snow", None, add=(795, 802, 803, 537, 450), syn=("winter",)),
 )
+
+
+# ---- format 2: the detector's classes, and the breeds -------------------------------------
+# A v2 bundle adds COCO's 80 classes (the detector, tagd/models/default) and the classifier's
+# dog and cat breeds as tags of their own. The format-1 vocabulary of the float bundle is
+# built from TAGS alone, unchanged.
+
+# Each COCO class (in the detector's order) -> the tag it is evidence for.
+COCO_TAGS: dict[str, str] = {
+    "person": "person", "bicycle": "bicycle", "car": "car", "motorcycle": "motorcycle", "airplane": "airplane",
+    "bus": "bus", "train": "train", "truck": "truck", "boat": "boat", "traffic light": "traffic light",
+    "fire hydrant": "fire hydrant", "stop sign": "stop sign", "parking meter": "parking meter", "bench": "bench",
+    "bird": "bird", "cat": "cat", "dog": "dog", "horse": "horse", "sheep": "sheep", "cow": "cow",
+    "elephant": "elephant", "bear": "bear", "zebra": "zebra", "giraffe": "giraffe", "backpack": "backpack",
+    "umbrella": "umbrella", "handbag": "handbag", "tie": "tie", "suitcase": "suitcase", "frisbee": "frisbee",
+    "skis": "ski", "snowboard": "snowboard", "sports ball": "ball", "kite": "kite", "baseball bat": "baseball bat",
+    "baseball glove": "baseball glove", "skateboard": "skateboard", "surfboard": "surfboard",
+    "tennis racket": "tennis racket", "bottle": "bottle", "wine glass": "wine glass", "cup": "cup", "fork": "fork",
+    "knife": "knife", "spoon": "spoon", "bowl": "bowl", "banana": "banana", "apple": "apple", "sandwich": "sandwich",
+    "orange": "orange", "broccoli": "broccoli", "carrot": "carrot", "hot dog": "hot dog", "pizza": "pizza",
+    "donut": "donut", "cake": "cake", "chair": "chair", "couch": "sofa", "potted plant": "houseplant", "bed": "bed",
+    "dining table": "table", "toilet": "toilet", "tv": "television", "laptop": "laptop", "mouse": "computer mouse",
+    "remote": "remote control", "keyboard": "keyboard", "cell phone": "phone", "microwave": "microwave",
+    "oven": "oven", "toaster": "toaster", "sink": "sink", "refrigerator": "refrigerator", "book": "book",
+    "clock": "clock", "vase": "vase", "scissors": "scissors", "teddy bear": "teddy bear", "hair drier": "hair dryer",
+    "toothbrush": "toothbrush",
+}
+
+# A calibrated tag's rivals are the classifier's tags under the top of its own hierarchy (for
+# "dog": the other animals); a top-level tag has none, except where named here. The detector
+# takes animals it was never taught for people (a heron, a dolphin, a mandrill).
+RIVAL_ROOTS: dict[str, str] = {"person": "animal"}
+
+# Tags only the detector knows (ImageNet-1k has no class for them).
+DETECTOR_TAGS: tuple[T, ...] = (
+    T("giraffe", "animal"),
+    T("fire hydrant", None, syn=("hydrant",)),
+    T("stop sign", "street sign"),
+    T("suitcase", "bag", syn=("luggage",)),
+    T("frisbee", "sport"),
+    T("snowboard", "sport", syn=("snowboarding",)),
+    T("kite", "toy"),
+    T("baseball bat", "baseball"),
+    T("baseball glove", "baseball"),
+    T("skateboard", "sport", syn=("skateboarding",)),
+    T("surfboard", "sport", syn=("surfing",)),
+    T("tennis racket", "tennis"),
+    T("wine glass", "glass"),
+    T("fork", "tableware"),
+    T("carrot", "vegetable"),
+    T("donut", "dessert", syn=("doughnut",)),
+    T("cake", "dessert"),
+    T("scissors", None),
+    T("toothbrush", None),
+)
+
+# Breeds need a confident classifier (its breeds are often confused with each other) and are
+# never written where their parent ("dog", "cat") is not (tagd.vocab caps a tag by its parent).
+BREED_THRESHOLD = 0.35
+DOG_BREED_CLASSES = tuple(i for i in range(151, 269) if i != 248)  # 248 "husky": Eskimo dog or Siberian? ambiguous
+# Tabby, tiger cat and Egyptian cat are coat patterns ImageNet models confuse with each other
+# (scikit-image's tabby, Chelsea, scores 0.4 "Egyptian cat"): only the two distinct breeds.
+CAT_BREEDS: dict[int, str] = {283: "Persian cat", 284: "Siamese cat"}
+# ImageNet's names, tidied where they carry a word people do not use.
+BREED_NAMES: dict[str, str] = {
+    "Maltese dog": "Maltese", "Brittany dog": "Brittany", "Groenendael dog": "Groenendael",
+    "Bouvier des Flandres dog": "Bouvier des Flandres", "Newfoundland dog": "Newfoundland",
+    "Great Pyrenees dog": "Great Pyrenees", "Mexican hairless dog (xoloitzcuintli)": "Xoloitzcuintli",
+    "brussels griffon": "Brussels Griffon", "St. Bernard": "St. Bernard", "German Shepherd Dog": "German Shepherd",
+}
+
+
+def breed_tags(class_names: list[str]) -> tuple[T, ...]:
+    """The breed tags for a classifier whose class `i` is called `class_names[i]`."""
+    dogs = tuple(T(BREED_NAMES.get(class_names[i], class_names[i]), "dog", add=(i,), threshold=BREED_THRESHOLD)
+                 for i in DOG_BREED_CLASSES)
+    cats = tuple(T(name, "cat", add=(i,), threshold=BREED_THRESHOLD) for i, name in CAT_BREEDS.items())
+    return dogs + cats

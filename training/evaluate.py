@@ -16,7 +16,7 @@ Conventions (kept identical across runs so figures compare):
 - precision/recall/F1 are micro-averaged over (photo, category) pairs from the tags
   (above their threshold: what tagd writes into the file); tags that map to no category
   ("animal", "landscape") are neither right nor wrong;
-- coverage is the share of photos with at least one correct tag;
+- coverage is the share of labelled photos (at least one label) with at least one correct tag;
 - `--cv K`: the threshold rule (base, and person's own) is re-chosen on K-1 folds by F1 and
   applied to the held-out fold; the pooled held-out figures are reported;
 - person: the best recall at precision >= 0.85 along the full person-score curve, and
@@ -63,6 +63,7 @@ class Evaluation:
     person: dict
     photos: int
     errors: int
+    full_mean_ap: float = float("nan")  # every photo ranked by its full score: threshold-free
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -124,50 +125,76 @@ def category_tags(categories: list[str], vocab: Vocabulary) -> dict[str, tuple[s
     return mapping
 
 
-def evaluate(folder: Path, tagger: Tagger, min_positives: int = 3, person_precision: float = 0.85) -> Evaluation:
-    labels = json.loads((folder / "labels.json").read_text())
-    categories: list[str] = labels["categories"]
-    names = sorted(labels["images"])
-    truth = {n: set(labels["images"][n]["labels"]) for n in names}
-    vocab = tagger.vocabulary
-    mapping = category_tags(categories, vocab)
-
+def evaluate(folder: Path, tagger: Tagger, min_positives: int = 3, person_precision: float = 0.85,
+             field: str = "labels", split: str | None = None) -> Evaluation:
+    """Tag `folder`'s photos (those of `split` only, where given) and measure; `field`: which
+    labels of labels.json ("labels", the COCO categories; "concepts", tags only the classifier
+    knows; "all", both: a photo is covered by any right tag)."""
+    categories, names, truth = _labels(folder, field, split)
     results = list(tagger.tag_paths(folder / "images" / n for n in names))
-    errors = sum(1 for r in results if not r.ok)
+    scores = np.stack([r.tag_scores if r.ok else np.zeros(len(tagger.vocabulary)) for r in results])
+    vocab = tagger.vocabulary
+    thresholds = np.asarray([t.threshold for t in vocab.tags])
+    return measure(scores, thresholds, vocab, categories, names, truth, sum(1 for r in results if not r.ok),
+                   min_positives, person_precision, tagger.max_tags)
 
+
+def _labels(folder: Path, field: str, split: str | None = None) -> tuple[list[str], list[str], dict[str, set[str]]]:
+    labels = json.loads((folder / "labels.json").read_text())
+    fields = ("labels", "concepts") if field == "all" else (field,)
+    categories: list[str] = [c for f in fields for c in (labels["categories"] if f == "labels" else labels[f])]
+    names = sorted(n for n, item in labels["images"].items() if split is None or item.get("split") == split)
+    if not names:
+        raise SystemExit(f"{folder}/labels.json: no photos" + (f" with split {split!r}" if split else ""))
+    truth = {n: {c for f in fields for c in labels["images"][n].get(f) or ()} for n in names}
+    return categories, names, truth
+
+
+def measure(scores: np.ndarray, thresholds: np.ndarray, vocab: Vocabulary, categories: list[str], names: list[str],
+            truth: dict[str, set[str]], errors: int = 0, min_positives: int = 3, person_precision: float = 0.85,
+            max_tags: int = 10) -> Evaluation:
+    """The figures from each photo's score for every tag (N, tags), as tagd would emit them:
+    its tags (at most `max_tags` above their threshold) and its suggestions (above the
+    vocabulary's floor)."""
+    mapping = category_tags(categories, vocab)
+    columns = {c: [vocab.names.index(t) for t in tags] for c, tags in mapping.items()}
     per_category: dict[str, dict] = {}
-    tp = fp = fn = 0
-    covered = 0
-    emitted_per_photo = []
-    for name, result in zip(names, results):
-        emitted_per_photo.append({t.name: t.score for t in (*result.tags, *result.suggestions)})
-        predicted = {c for c in categories if any(t.name in mapping[c] for t in result.tags)}
+    tp = fp = fn = covered = 0
+    written = []
+    thresholds = np.broadcast_to(thresholds, scores.shape)  # one per tag, or one per photo and tag
+    for row, limit in zip(scores, thresholds):
+        above = np.nonzero(row >= limit)[0]
+        written.append(set(above[np.argsort(-row[above], kind="stable")][:max_tags]))
+    for name, tags in zip(names, written):
+        predicted = {c for c in categories if any(j in tags for j in columns[c])}
         tp += len(predicted & truth[name])
         fp += len(predicted - truth[name])
         fn += len(truth[name] - predicted)
         covered += bool(predicted & truth[name])
-
     for cat in categories:
-        scores = [max((e[t] for t in mapping[cat] if t in e), default=None) for e in emitted_per_photo]
         flags = [cat in truth[n] for n in names]
+        cols = columns[cat]
+        best = scores[:, cols].max(axis=1) if cols else np.zeros(len(names))
+        emitted = [float(s) if cols and (s >= vocab.suggestion_floor or any(j in w for j in cols)) else None
+                   for s, w in zip(best, written)]
         per_category[cat] = {
             "tags": list(mapping[cat]),
             "positives": sum(flags),
-            "ap": average_precision(scores, flags),
+            "ap": average_precision(emitted, flags),
+            "full_ap": average_precision([float(s) for s in best] if cols else [None] * len(names), flags),
         }
     eligible = [c for c, v in per_category.items() if v["positives"] >= min_positives]
-    mean_ap = float(np.mean([per_category[c]["ap"] for c in eligible])) if eligible else float("nan")
+    mean = lambda key: float(np.mean([per_category[c][key] for c in eligible])) if eligible else float("nan")  # noqa: E731
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-
     person = {}
     if "person" in categories and "person" in vocab:
         j = vocab.names.index("person")
-        full = np.array([r.tag_scores[j] if r.ok else 0.0 for r in results])
+        full = scores[:, j]
         is_person = np.array([("person" in truth[n]) for n in names])
         rec, thr = best_recall_at_precision(full, is_person, person_precision)
-        shipped = vocab["person"].threshold
+        shipped = float(thresholds[:, j].mean())
         pred = full >= shipped
         person = {
             "positives": int(is_person.sum()),
@@ -177,8 +204,57 @@ def evaluate(folder: Path, tagger: Tagger, min_positives: int = 3, person_precis
             "precision_at_shipped": float((pred & is_person).sum() / max(1, pred.sum())),
             "recall_at_shipped": float((pred & is_person).sum() / max(1, is_person.sum())),
         }
-    return Evaluation(per_category, mean_ap, len(eligible), precision, recall, f1,
-                      covered / len(names), person, len(names), errors)
+    labelled = sum(1 for n in names if truth[n])  # a photo with no label has no right tag to find
+    return Evaluation(per_category, mean("ap"), len(eligible), precision, recall, f1, covered / max(1, labelled), person,
+                      len(names), errors, full_mean_ap=mean("full_ap"))
+
+
+def cross_validate_fused(folder: Path, tagger: Tagger, folds: int = 5, seed: int = 0, min_positives: int = 3,
+                         person_precision: float = 0.85, unseen: Path | None = None) -> tuple[Evaluation, list[float]]:
+    """A v2 bundle on photos its calibration saw: the calibration and the write thresholds are
+    refitted K times without the held-out fold, by build_fused_bundle.py's own procedure (with
+    the unseen set's calibration half, `unseen`, as the build uses it: default where the build
+    looks for it; without it, the thresholds are chosen on the folds themselves), and the
+    held-out scores pooled and measured. Returns the figures and each fold's shared threshold."""
+    from training import build_fused_bundle as fused, fusion_fit
+
+    vocab = tagger.vocabulary
+
+    def evidence_of(where: Path, split: str | None = None) -> tuple[fusion_fit.Evidence, list[str], dict]:
+        categories, names, truth = _labels(where, "labels", split)
+        concepts = _labels(where, "concepts", split)[2] if split else None
+        results = list(tagger.tag_paths(where / "images" / n for n in names))
+        if not all(r.ok for r in results):
+            raise SystemExit(f"unreadable: {[str(r.path) for r in results if not r.ok]}")
+        ev = fused.fused_evidence(vocab, np.stack([r.classifier_scores for r in results]),
+                                  np.stack([r.detector_scores for r in results]), [truth[n] for n in names],
+                                  [concepts[n] for n in names] if concepts else None)
+        return ev, names, {"categories": categories, "truth": truth}
+
+    ev, names, meta = evidence_of(folder)
+    unseen = fused.UNSEEN if unseen is None else unseen
+    extra = evidence_of(unseen, "calibration")[0] if (unseen / "labels.json").is_file() else None
+    fold_of = np.random.default_rng(seed).permutation(len(names)) % folds
+    scores = np.zeros(ev.truth.shape)
+    thresholds = np.tile(np.asarray([t.threshold for t in vocab.tags]), (len(names), 1))
+    chosen = []
+    for k in range(folds):
+        train, test = np.nonzero(fold_of != k)[0], np.nonzero(fold_of == k)[0]
+        if extra is not None:
+            calibration, mine, figures = fused.calibrate(fusion_fit.subset(ev, train), extra)
+        else:
+            threshold, figures, own = fused.choose_threshold(fusion_fit.subset(ev, train))
+            calibration, mine = fusion_fit.fit(ev, train), np.where(ev.group >= 0, threshold, np.nan)
+            for j, t in own.items():
+                mine[j] = t
+            figures["threshold"] = threshold
+        scores[test] = fusion_fit.apply(ev, calibration)[test]
+        fitted = ~np.isnan(mine)
+        thresholds[np.ix_(test, np.nonzero(fitted)[0])] = mine[fitted]
+        chosen.append(figures["threshold"])
+    scores = vocab.cap(scores)
+    return measure(scores, thresholds, vocab, meta["categories"], names, meta["truth"], 0, min_positives,
+                   person_precision, tagger.max_tags), chosen
 
 
 def threshold_rule(vocab: Vocabulary, base: float, person: float, per_log2: float = 0.01, cap: float = 0.45) -> np.ndarray:
@@ -250,9 +326,10 @@ def report(ev: Evaluation, min_positives: int) -> str:
         lines.append(f"{cat:<16} {','.join(v['tags']) or '-':<22} {v['positives']:>4} {v['ap']:>6.3f}{mark}")
     lines.append("")
     lines.append(f"photos {ev.photos}, unreadable {ev.errors}")
-    lines.append(f"mean AP ({ev.mean_ap_categories} categories with >= {min_positives} positives): {ev.mean_ap:.3f}")
+    lines.append(f"mean AP ({ev.mean_ap_categories} categories with >= {min_positives} positives): {ev.mean_ap:.3f}; "
+                 f"threshold-free (every photo ranked by its full score): {ev.full_mean_ap:.3f}")
     lines.append(f"micro precision {ev.micro_precision:.3f}  recall {ev.micro_recall:.3f}  F1 {ev.micro_f1:.3f}")
-    lines.append(f"coverage (photos with >= 1 correct tag): {ev.coverage:.3f}")
+    lines.append(f"coverage (labelled photos with >= 1 correct tag): {ev.coverage:.3f}")
     if ev.person:
         p = ev.person
         key = next(k for k in p if k.startswith("best_recall"))
@@ -269,15 +346,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="model bundle directory (default: packaged)")
     parser.add_argument("--min-positives", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
-    parser.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated thresholds")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated thresholds "
+                        "(for a v2 bundle: calibration and threshold refitted without each held-out fold)")
+    parser.add_argument("--field", choices=["labels", "concepts", "all"], default="labels",
+                        help="labels: the COCO categories; concepts: the tags only the classifier knows (unseen set); "
+                             "all: both")
+    parser.add_argument("--split", default=None,
+                        help='only the photos of this split (the unseen set: "report", the half no calibration saw)')
     args = parser.parse_args(argv)
     if not (args.folder / "labels.json").is_file():
         parser.error(f"{args.folder}/labels.json not found")
     tagger = Tagger(Model(args.model))
-    ev = evaluate(args.folder, tagger, args.min_positives)
+    ev = evaluate(args.folder, tagger, args.min_positives, field=args.field, split=args.split)
     print(report(ev, args.min_positives))
     figures = ev.as_dict()
-    if args.cv:
+    if args.cv and tagger.vocabulary.fused:
+        ev, chosen = cross_validate_fused(args.folder, tagger, args.cv, min_positives=args.min_positives)
+        figures["cross_validated"] = {**ev.as_dict(), "thresholds": chosen}
+        print(f"\n{args.cv}-fold cross-validated calibration (thresholds chosen per fold: {chosen}):")
+        print(report(ev, args.min_positives))
+    elif args.cv:
         cv = cross_validate(args.folder, tagger, args.cv)
         figures["cross_validated"] = cv
         print(
@@ -287,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
     print(
-        f"RESULT mean_ap={ev.mean_ap:.4f} coverage={ev.coverage:.4f} precision={ev.micro_precision:.4f} "
+        f"RESULT mean_ap={ev.mean_ap:.4f} full_mean_ap={ev.full_mean_ap:.4f} coverage={ev.coverage:.4f} precision={ev.micro_precision:.4f} "
         f"recall={ev.micro_recall:.4f} f1={ev.micro_f1:.4f} "
         f"person_recall_at_p85={next((v for k, v in ev.person.items() if k.startswith('best_recall')), float('nan')):.4f}"
     )

@@ -1,7 +1,8 @@
 """Build an int8 copy of a model bundle with onnxruntime's static quantisation.
 
-    python training/quantize.py --out tagd/models/int8  # the packaged int8 bundle, byte for byte
-    python training/quantize.py                         # packaged bundle -> build/int8/
+    python training/quantize.py                         # the float bundle -> build/int8/ (the default
+                                                        # bundle's classifier.onnx, byte for byte)
+    python training/build_fused_bundle.py --classifier build/int8   # ... into the default bundle
     python training/quantize.py --bundle DIR --out DIR2 --method percentile
 
 Weights are quantised per output channel (int8), activations per tensor (uint8), in QDQ

@@ -275,6 +275,7 @@ def _show_json(record: Any) -> str:
             {"name": t.name, "score": t.score, "source": t.source, "state": t.state}
             for t in sorted(record.tags, key=_tag_order)
         ],
+        "regions": [{"label": r.label, "score": r.score, "x": r.x, "y": r.y, "w": r.w, "h": r.h} for r in record.regions],
     })
 
 
@@ -302,6 +303,11 @@ def _show_text(record: Any) -> str:
             lines.append(f"    {t.name:<{width}}  {t.score:.2f}  {t.source:<10}  {t.state}")
     else:
         lines.append("  tags     -")
+    if record.regions:
+        width = max(len(r.label) for r in record.regions)
+        lines.append("  regions  (centre x, y and size w x h, as fractions of the photo)")
+        for r in record.regions:
+            lines.append(f"    {r.label:<{width}}  {r.score:.2f}  at {r.x:.2f}, {r.y:.2f}  size {r.w:.2f} x {r.h:.2f}")
     return "\n".join(lines) + "\n"
 
 

@@ -82,6 +82,17 @@ class PhotoRecord:
     # The user ran `tagd revert`: the daemon and scans leave the photo alone until
     # `tagd tag --write` tags it again (which records it with this False).
     reverted: bool = False
+    regions: list[IndexedRegion] = field(default_factory=list)  # the detector's objects, best first
+
+
+@dataclass(frozen=True)
+class IndexedRegion:
+    label: str
+    score: float
+    x: float  # centre and size, normalised to the photo as displayed (MWG's convention)
+    y: float
+    w: float
+    h: float
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class _Prepared:
     tags: list[tuple[str, str, float, int, int]]  # key, name, score, source code, state code
     embedding: tuple[int, float, bytes, bytes] | None  # dim, scale, int8 code, float16 vector
     reverted: bool
+    regions: list[IndexedRegion]
 
 
 _PHOTO_COLUMNS = (
@@ -363,6 +375,12 @@ class Index:
                              (photo_id, _iso(datetime.now(timezone.utc).replace(microsecond=0), naive=False)))
             elif found:
                 conn.execute("DELETE FROM photo_reverted WHERE photo_id = ?", (photo_id,))
+            if found:
+                conn.execute("DELETE FROM photo_region WHERE photo_id = ?", (photo_id,))
+            if rec.regions:
+                conn.executemany("INSERT INTO photo_region (photo_id, position, label, score, x, y, w, h) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                 [(photo_id, i, r.label, r.score, r.x, r.y, r.w, r.h) for i, r in enumerate(rec.regions)])
             own = []
             seen: set[int] = set()
             for key, name, score, source, state in rec.tags:
@@ -473,6 +491,8 @@ class Index:
                 )
             ]
             reverted = conn.execute("SELECT 1 FROM photo_reverted WHERE photo_id = ?", (photo_id,)).fetchone() is not None
+            regions = [IndexedRegion(*r) for r in conn.execute(
+                "SELECT label, score, x, y, w, h FROM photo_region WHERE photo_id = ? ORDER BY position", (photo_id,))]
             vector = None
             if embedding:
                 emb = conn.execute("SELECT dim, vector FROM embedding WHERE photo_id = ?", (photo_id,)).fetchone()
@@ -496,6 +516,7 @@ class Index:
                 tags=tag_list,
                 embedding=vector,
                 reverted=reverted,
+                regions=regions,
             )
 
         return self.read(tx)
@@ -703,7 +724,8 @@ def _prepare(record: PhotoRecord) -> _Prepared:
         from tagd.index.similar import encode_vector
 
         embedding = encode_vector(record.embedding)
-    return _Prepared(path, os.fsencode(path), row, record.status, taken, tag_list, embedding, bool(record.reverted))
+    return _Prepared(path, os.fsencode(path), row, record.status, taken, tag_list, embedding, bool(record.reverted),
+                     list(record.regions))
 
 
 _STATUSES = frozenset(STATUSES)

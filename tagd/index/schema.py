@@ -14,6 +14,7 @@ Tables:
   embedding    a photo's embedding: float16 vector, plus int8 codes and a scale for fast scans
   bitmap       derived: photo-id bitmaps per tag/month/year/status/source/state (tagd.index.bitmaps)
   photo_reverted  (v2) photos the user ran `tagd revert` on: left alone until tagged again on request
+  photo_region (v3) the detector's objects on a photo: label, score, normalised centre and size
   meta         key/value: vocabulary hash, generation counters
 """
 
@@ -120,8 +121,19 @@ def _add_reverted(conn: sqlite3.Connection) -> None:
     )""")
 
 
+def _add_regions(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE photo_region (
+        photo_id INTEGER NOT NULL REFERENCES photo (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,  -- best first
+        label TEXT NOT NULL,
+        score REAL NOT NULL CHECK (score >= 0 AND score <= 1),
+        x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,  -- centre and size, 0..1
+        PRIMARY KEY (photo_id, position)
+    ) WITHOUT ROWID""")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _add_reverted]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_v1, _add_reverted, _add_regions]
 
 
 def latest_version() -> int:

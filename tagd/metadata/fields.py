@@ -35,7 +35,7 @@ READ_ARGS = (
     "-struct", "-a", "-G1",
     f"-{SUBJECT}", f"-{HIERARCHICAL}", f"-{TAGSLIST}", f"-{LASTKEYWORDXMP}",
     f"-{IPTC_KEYWORDS}", f"-{XPKEYWORDS}", f"-{IPTC_DIGEST}", f"-{CURRENT_IPTC_DIGEST}",
-    "-XMP-tagd:all", "-File:FileType", "-File:MIMEType", "-ExifTool:Warning",
+    "-XMP-tagd:all", "-XMP-mwg-rs:RegionInfo#", "-File:FileType", "-File:MIMEType", "-ExifTool:Warning",
     # Every IPTC string, to tell which charset an IPTC block without 1:90 is in (iptc.IptcState).
     "-IPTC:all",
     # For the index: when and with what the photo was taken, and its size.

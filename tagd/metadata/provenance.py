@@ -6,7 +6,8 @@ Stored in the photo (or its sidecar) next to the keywords, so it travels with th
 - what tagd added, removed, and saw the user delete after tagd added it (`Rejected*`);
 - the user's keywords tagd would remove but, in `suggest` mode, left (`SuggestedRemovals`);
 - the full keyword list tagd last wrote (to tell the user's later edits from tagd's);
-- the IPTC charset and digest as they were (`OriginalIPTC`, see iptc.py);
+- the IPTC charset and digest as they were (`OriginalIPTC`, see iptc.py), and whether the file
+  had MWG regions before tagd wrote its own (`RegionsBefore`, see regions.py);
 - the model version and each machine tag's score.
 """
 
@@ -42,6 +43,7 @@ class Provenance:
     originals: dict[str, list[str]] = field(default_factory=dict)  # field short name -> values
     created_sidecar: bool = False
     original_iptc: IptcState | None = None  # the IPTC charset and digest before tagd (None: not recorded)
+    regions_before: str | None = None  # "present" | "absent": whether the file had MWG regions before tagd wrote some
 
     @classmethod
     def from_exiftool(cls, record: dict[str, Any]) -> "Provenance | None":
@@ -74,6 +76,7 @@ class Provenance:
             originals=originals,
             created_sidecar=str(get("CreatedSidecar") or "") == "True",
             original_iptc=None if get("OriginalIPTC") is None else IptcState.parse(str(get("OriginalIPTC"))),
+            regions_before=None if get("RegionsBefore") is None else str(get("RegionsBefore")),
         )
 
     def assignments(self) -> list[str]:
@@ -85,6 +88,8 @@ class Provenance:
             args.append(f"-{NS}:CreatedSidecar=True")
         if self.original_iptc is not None and self.original_iptc.charset != "none":
             args.append(f"-{NS}:OriginalIPTC={self.original_iptc.text()}")
+        if self.regions_before:
+            args.append(f"-{NS}:RegionsBefore={self.regions_before}")
         args += [f"-{NS}:MachineTags={name};{score:.4f}" for name, score in self.machine_tags.items()]
         args += [f"-{NS}:AddedKeywords={k}" for k in self.added]
         args += [f"-{NS}:RemovedKeywords={k}" for k in self.removed]
@@ -113,4 +118,5 @@ class Provenance:
             tuple(sorted((k, tuple(v)) for k, v in self.originals.items())),
             self.created_sidecar,
             self.original_iptc.text() if self.original_iptc is not None and self.original_iptc.charset != "none" else None,
+            self.regions_before,
         )

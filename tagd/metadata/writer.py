@@ -39,6 +39,8 @@ from tagd.metadata.fields import (
 from tagd.metadata.iptc import MIXED as IPTC_MIXED, READ_CHARSET as IPTC_READ_CHARSET, IptcState, keyword_args
 from tagd.metadata.jpeg_xmp import drop_stash, fold, has_legacy_xmp, packets_by_precedence, unfold
 from tagd.metadata.provenance import NS, Provenance
+from tagd.metadata.regions import REGION_INFO, Box
+from tagd.metadata import regions as mwg
 from tagd.metadata.sidecar import (
     IN_FILE_SUFFIXES, SidecarNaming, SidecarPolicy, existing_sidecar, sidecar_path, wants_sidecar,
 )
@@ -47,6 +49,7 @@ from tagd.metadata.webp import set_xmp
 log = logging.getLogger(__name__)
 
 TEMP_MARK = ".tagd-tmp-"
+_UNCHANGED: Any = object()  # regions: leave them as they are
 _TEMP_RE = re.compile(r"^\..*\.tagd-tmp-(\d+)-[0-9a-f]+(\.[^.]*)?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -122,6 +125,7 @@ class PhotoKeywords:
     info: PhotoInfo = field(default_factory=PhotoInfo)  # date taken, camera, size: for the index
     iptc: IptcState = field(default_factory=IptcState)  # `target`'s IPTC charset and digest
     stashed_xmp: bool = False  # a JPEG whose XMP tagd folded (jpeg_xmp): revert can give the originals back
+    regions: dict[str, Any] | None = None  # XMP-mwg-rs:RegionInfo as exiftool read it (numbers as text)
     in_file_refusal: str | None = None  # why the photo itself cannot be written (InFileUnsafe), known at read
 
 
@@ -137,6 +141,7 @@ class KeywordUpdate:
     rejected: list[str] = field(default_factory=list)
     suggested_removals: list[str] = field(default_factory=list)  # suggest mode: recorded, not applied
     model_version: str | None = None
+    regions: list[Box] | None = None  # the detector's objects to write as MWG regions (None: regions untouched)
 
 
 @dataclass
@@ -151,8 +156,9 @@ class WriteOutcome:
 
 
 def clean_keyword(keyword: str) -> str:
-    """Keywords are single-line text: control characters become spaces, ends trimmed."""
-    return " ".join(_CONTROL.sub(" ", keyword).split())
+    """Keywords are single-line text (exiftool takes one argument per line): control characters
+    become spaces, ends are trimmed; the text between is the user's and stays as it is."""
+    return _CONTROL.sub(" ", keyword).strip()
 
 
 class MetadataWriter:
@@ -199,10 +205,11 @@ class MetadataWriter:
                 prov = Provenance.from_exiftool(record)
                 keywords = _current_keywords(values, prov) if values.present else mwg_keywords(file_values)
                 return PhotoKeywords(photo, sidecar, True, keywords, values, prov,
-                                     os.stat(sidecar), mwg_keywords(file_values), info=PhotoInfo.from_exiftool(file_record))
+                                     os.stat(sidecar), mwg_keywords(file_values), info=PhotoInfo.from_exiftool(file_record),
+                                     regions=record.get(REGION_INFO) or file_record.get(REGION_INFO))
             keywords = mwg_keywords(file_values)
             return PhotoKeywords(photo, target, True, keywords, FieldValues(), None, None, keywords,
-                                 info=PhotoInfo.from_exiftool(file_record))
+                                 info=PhotoInfo.from_exiftool(file_record), regions=file_record.get(REGION_INFO))
         return self._read_in_file(photo, photo_stat)
 
     def _read_in_file(self, photo: Path, photo_stat: os.stat_result) -> PhotoKeywords:
@@ -212,7 +219,7 @@ class MetadataWriter:
         return PhotoKeywords(photo, photo, False, _current_keywords(values, prov), values, prov, photo_stat,
                              structure_warnings=structural_warnings(record), info=PhotoInfo.from_exiftool(record),
                              iptc=iptc, stashed_xmp=bool(record.get(_STASHED)),
-                             in_file_refusal=record.get(_REFUSAL))
+                             in_file_refusal=record.get(_REFUSAL), regions=record.get(REGION_INFO))
 
     def _read_record(self, path: Path) -> tuple[dict[str, Any], IptcState]:
         """exiftool's record, its IPTC text decoded in the file's charset, and that charset.
@@ -294,7 +301,7 @@ class MetadataWriter:
             log.info("%s: %s; keywords go to a sidecar", current.photo, exc.reason)
             instead = PhotoKeywords(current.photo, sidecar_path(current.photo, self.options.sidecar_naming), True,
                                     list(current.keywords), FieldValues(), None, None, list(current.keywords),
-                                    info=current.info)
+                                    info=current.info, regions=current.regions)
             outcome = self._write(instead, update)
             outcome.sidecar_reason = exc.reason
             return outcome
@@ -318,12 +325,19 @@ class MetadataWriter:
             originals=previous.originals if previous else dict(current.fields.present),
             created_sidecar=previous.created_sidecar if previous else (current.in_sidecar and current.stat is None),
             original_iptc=previous.original_iptc if previous else current.iptc,
+            regions_before=previous.regions_before if previous and previous.regions_before else
+            ("present" if current.regions else "absent") if update.regions is not None else None,
         )
-        if previous is not None and previous.comparable() == provenance.comparable() and all(
+        region_info: dict[str, Any] | None | object = _UNCHANGED
+        if update.regions is not None:
+            wanted = mwg.merged(current.regions, update.regions, (current.info.width, current.info.height))
+            if _canonical(wanted) != _canonical(current.regions):
+                region_info = wanted
+        if previous is not None and previous.comparable() == provenance.comparable() and region_info is _UNCHANGED and all(
             current.fields.present.get(short) == vals for short, vals in values.items()
         ):
             return WriteOutcome(current.photo, current.target, False, final, "already up to date")
-        digest = self._apply(current, values, provenance)
+        digest = self._apply(current, values, provenance, regions=region_info)
         return WriteOutcome(current.photo, current.target, True, final,
                             photo_sha256=digest if current.target == current.photo else None)
 
@@ -370,7 +384,13 @@ class MetadataWriter:
             values = self._field_values(current, users, {})
             finish = drop_stash if current.stashed_xmp else None
             restore_iptc = None
-        self._apply(current, values, None, finish, restore_iptc=restore_iptc)
+        region_info: dict[str, Any] | None | object = _UNCHANGED
+        if prov.regions_before is not None and mwg.tagd_regions(current.regions):
+            # Only tagd's regions go; the RegionInfo goes too where the file had none before.
+            keep = mwg.user_regions(current.regions)
+            region_info = None if not keep and prov.regions_before == "absent" else \
+                mwg.merged(current.regions, [], (current.info.width, current.info.height))
+        self._apply(current, values, None, finish, restore_iptc=restore_iptc, regions=region_info)
         restored = _keywords_of(values)
         return WriteOutcome(current.photo, current.target, True, restored, "reverted")
 
@@ -401,11 +421,13 @@ class MetadataWriter:
 
     # ---- the safe write procedure -----------------------------------------------------------
     def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None,
-               finish: Callable[[bytes, Container], bytes] | None = None, restore_iptc: IptcState | None = None) -> str:
+               finish: Callable[[bytes, Container], bytes] | None = None, restore_iptc: IptcState | None = None,
+               regions: dict[str, Any] | None | object = _UNCHANGED) -> str:
         """Write through the safe procedure; returns the sha256 of the file as written.
         `finish`: a last change of the JPEG's segments after exiftool's verified edit (revert
         of folded XMP: jpeg_xmp.unfold or drop_stash). `restore_iptc`: a revert's IPTC charset
-        and digest to go back to (iptc.keyword_args)."""
+        and digest to go back to (iptc.keyword_args). `regions`: the RegionInfo to write (None:
+        remove it; _UNCHANGED: leave it)."""
         target = current.target
         self._clean_stale_temp_files(target.parent)
         creating = current.stat is None
@@ -425,18 +447,21 @@ class MetadataWriter:
             raise WriteError(target, f"{READ_ONLY_DIRECTORY}; not written")
         large = not creating and current.stat is not None and current.stat.st_size >= LARGE_FILE_BYTES
         with large_operation if large else contextlib.nullcontext():
-            return self._apply_locked(current, values, provenance, creating, finish, restore_iptc)
+            with tempfile.TemporaryDirectory(prefix="tagd-regions-") as scratch:
+                return self._apply_locked(current, values, provenance, creating, finish, restore_iptc,
+                                          self._region_args(regions, Path(scratch)))
 
     def _apply_locked(self, current: PhotoKeywords, values: dict[str, list[str] | None],
                       provenance: Provenance | None, creating: bool,
-                      finish: Callable[[bytes, Container], bytes] | None, restore_iptc: IptcState | None) -> str:
+                      finish: Callable[[bytes, Container], bytes] | None, restore_iptc: IptcState | None,
+                      region_args: list[str]) -> str:
         target = current.target
         original_data, before = b"", None
         if not creating:
             original_data, before = self._precheck(target, current.stat)
         temp = self._temp_name(target, target.suffix)
         source, scratch = target, None  # what exiftool rewrites when it takes a whole file
-        args = self._exiftool_args(values, provenance, current.iptc, restore_iptc)
+        args = [*self._exiftool_args(values, provenance, current.iptc, restore_iptc), *region_args]
         # One charset reads both files in the checks: a declared block ignores it, and only an
         # undeclared Latin block (before, or after a revert) needs Latin.
         charsets = {current.iptc.charset, restore_iptc.charset if restore_iptc else "none"}
@@ -461,7 +486,8 @@ class MetadataWriter:
                 self._exiftool_create(target, temp, ["-o", Path(os.path.abspath(temp)), *args], [source])
             digest = ""
             if before is not None:
-                digest = self._verify(target, source, original_data, before, temp, values, provenance, charset)
+                digest = self._verify(target, source, original_data, before, temp, values, provenance, charset,
+                                      regions_written=bool(region_args))
                 if finish is not None:
                     digest = self._finish(target, temp, before, finish)
             _fsync_file(temp)
@@ -479,6 +505,14 @@ class MetadataWriter:
         finally:
             if scratch is not None:
                 _unlink_quietly(scratch)
+
+    @staticmethod
+    def _region_args(regions: dict[str, Any] | None | object, scratch: Path) -> list[str]:
+        if regions is _UNCHANGED:
+            return []
+        if regions is None:
+            return [f"-{REGION_INFO}="]
+        return [f"-j={mwg.import_file(regions, scratch)}"]  # type: ignore[arg-type]
 
     def _fold(self, target: Path, data: bytes, container: Container) -> bytes:
         """The JPEG with its legacy XMP folded (jpeg_xmp.fold), checked with exiftool: the one
@@ -519,7 +553,8 @@ class MetadataWriter:
 
     def _exiftool_create(self, target: Path, output: Path, args: list[str | Path], sources: list[Path]) -> None:
         out, err = self.exiftool.execute([*args, *(Path(os.path.abspath(s)) for s in sources or [output])])
-        if "1 image files created" not in out or not output.is_file():
+        # With a JSON import (-j=, the regions) exiftool reports its count on stderr instead.
+        if "1 image files created" not in out + err or not output.is_file():
             raise WriteError(target, f"exiftool did not write it: {first_error(err) or out.strip() or 'no output'}")
 
     def _write_png(self, target: Path, data: bytes, temp: Path, args: list[str]) -> bool:
@@ -611,7 +646,8 @@ class MetadataWriter:
         return args
 
     def _verify(self, original: Path, source: Path, original_data: bytes, before: Container, temp: Path,
-                values: dict[str, list[str] | None], provenance: Provenance | None, charset: str) -> str:
+                values: dict[str, list[str] | None], provenance: Provenance | None, charset: str,
+                regions_written: bool = False) -> str:
         """Refuse a temp file that is not the original plus exactly our edit; returns its sha256.
         `original_data` and `before`: the original's bytes and structure, as the edit started
         from them (held in `source`: the original itself, or a scratch copy of its folded form)."""
@@ -625,9 +661,13 @@ class MetadataWriter:
         if before.kind == "tiff":
             _same_pixels(original, temp)
         old, new = self._metadata_records(original, source, original_data, new_data, before, after, temp, charset)
+        if regions_written and _canonical(mwg.user_regions(old.get(REGION_INFO))) != \
+                _canonical(mwg.user_regions(new.get(REGION_INFO))):
+            raise InFileUnsafe(original, "its own MWG regions would not come through unchanged")
+        expected = _EXPECTED_CHANGES | ({REGION_INFO} if regions_written else set())
         changed = sorted(
             key for key in set(old) | set(new)
-            if key not in _EXPECTED_CHANGES and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
+            if key not in expected and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
             and not key.endswith(("Offset", "Offsets"))  # where data sits moves; the data is checked apart
             and old.get(key) != new.get(key)
         )
@@ -765,6 +805,18 @@ def _changed(a: os.stat_result, b: os.stat_result) -> bool:
 LARGE_FILE_BYTES = 8 << 20
 
 _VALIDATE_ARGS = ["-G1", "-n", "-validate", "-ExifTool:Validate", "-ExifTool:Warning"]
+def _canonical(value: Any) -> Any:
+    """A structure with its numbers compared as numbers ("0.5000" is "0.5")."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    try:
+        return round(float(value), 4)
+    except (TypeError, ValueError):
+        return value
+
+
 # Keys tagd adds to an exiftool record it read (never exiftool's own: those have a group).
 _STASHED, _REFUSAL = "tagd:stashed-xmp", "tagd:in-file-refusal"
 _ALL_ARGS = ["-a", "-G1", "-n", "-struct", "-all", "--System:all", "--File:all"]
