@@ -124,13 +124,12 @@ class Tagger:
     def _flush(self, batch: list[tuple[Path, Decoded | str]]) -> Iterator[TagResult]:
         decoded = [item for _, item in batch if not isinstance(item, str)]
         results = []
-        if decoded:
-            scored = iter(zip(*self._score(decoded), decoded))
+        scored = iter(zip(*self._score(decoded))) if decoded else iter(())
         for path, item in batch:
             if isinstance(item, str):
                 results.append(TagResult(path, [], error=item))
                 continue
-            scores, emb, classifier, detector, detections, _ = next(scored)
+            scores, emb, classifier, detector, detections = next(scored)
             tags = self.vocabulary.select(scores, max_tags=self.max_tags)
             suggestions = self.vocabulary.suggest(scores, exclude={t.name for t in tags})
             results.append(TagResult(path, tags, suggestions, tag_scores=scores, embedding=emb, detections=detections,
