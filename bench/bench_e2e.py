@@ -182,7 +182,8 @@ def index_floor(model, n: int = 2000, batch: int = 64) -> Stage:  # noqa: ANN001
     model's size, in the pipeline's batches (Pipeline.record_batch), into a fresh SQLite file."""
     import numpy as np
 
-    from tagd.index.db import Index, IndexedRegion, IndexedTag, PhotoRecord
+    from tagd.boxes import Box
+    from tagd.index.db import Index, IndexedTag, PhotoRecord
 
     rng = np.random.default_rng(0)
     names = [t.name for t in model_vocabulary(model).tags]
@@ -192,7 +193,7 @@ def index_floor(model, n: int = 2000, batch: int = 64) -> Stage:  # noqa: ANN001
             status="tagged", model_version=model.version, tagged_at=datetime.now().replace(microsecond=0),
             tags=[IndexedTag(names[j], 0.5, "model", "added") for j in rng.choice(len(names), 10, replace=False)],
             embedding=rng.standard_normal(model.spec.embedding_dim).astype(np.float32),
-            regions=[IndexedRegion("person", 0.9, 0.5, 0.5, 0.2, 0.4)] * 3,
+            regions=[Box("person", 0.9, 0.5, 0.5, 0.2, 0.4)] * 3,
         ) for i in range(n)]
         with Index(Path(tmp) / "index.sqlite3") as index:
             c0, t0 = own_cpu_s(), time.perf_counter()

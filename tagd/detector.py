@@ -9,31 +9,18 @@ and suppressed per class, are made only where regions are wanted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from tagd.boxes import Box
 from tagd.errors import ModelError
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from tagd.model import DetectorSpec
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One object, its box normalised to the photo as displayed (orientation applied):
-    centre (x, y) and size (w, h) in 0..1, as MWG regions store them."""
-
-    label: str
-    score: float
-    x: float
-    y: float
-    w: float
-    h: float
 
 
 class Detector:
@@ -91,7 +78,7 @@ class Detector:
         return (raw[:, 4:5] * raw[:, 5:]).max(axis=0)
 
     def detections(self, raw: np.ndarray, scale: float, image_size: tuple[int, int], min_score: float = 0.35,
-                   iou: float = 0.45, limit: int = 20, names: Sequence[str] | None = None) -> list[Detection]:
+                   iou: float = 0.45, limit: int = 20, names: Sequence[str] | None = None) -> list[Box]:
         """Boxes above `min_score`, one per object (per-class NMS), best first, normalised to
         the photo of `image_size` (width, height) that `prepare` got with this `scale`; each
         labelled `names[class]` (the vocabulary's tag) where given and non-empty, else by the
@@ -108,14 +95,14 @@ class Detector:
         boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1) / scale
         width, height = image_size
         boxes = np.clip(boxes, 0, [width, height, width, height])
-        out: list[Detection] = []
+        out: list[Box] = []
         for label in np.unique(labels[keep]):
             rows = np.nonzero(labels[keep] == label)[0]
             for i in _nms(boxes[rows], best[keep][rows], iou):
                 x0, y0, x1, y1 = boxes[rows][i]
                 if x1 - x0 < 1 or y1 - y0 < 1:
                     continue
-                out.append(Detection((names[int(label)] if names else "") or self.spec.labels[int(label)], round(float(best[keep][rows][i]), 4),
+                out.append(Box((names[int(label)] if names else "") or self.spec.labels[int(label)], round(float(best[keep][rows][i]), 4),
                                      round(float((x0 + x1) / 2 / width), 4), round(float((y0 + y1) / 2 / height), 4),
                                      round(float((x1 - x0) / width), 4), round(float((y1 - y0) / height), 4)))
         out.sort(key=lambda d: -d.score)

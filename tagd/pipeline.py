@@ -300,7 +300,7 @@ class Pipeline:
         )
 
     def _record(self, result: TagResult, current: PhotoKeywords, refined: Refinement, sha256: str | None) -> "PhotoRecord":
-        from tagd.index.db import IndexedRegion, IndexedTag, PhotoRecord
+        from tagd.index.db import IndexedTag, PhotoRecord
 
         st = os.stat(result.path)
         added, suggested = set(refined.added), set(refined.suggested_removals)
@@ -323,7 +323,7 @@ class Pipeline:
             width=info.width, height=info.height, taken=_exif_datetime(info.taken), camera=info.camera,
             status="tagged", model_version=self.tagger.model.version, tagged_at=datetime.now().replace(microsecond=0),
             tags=tags, embedding=result.embedding,
-            regions=[IndexedRegion(d.label, d.score, d.x, d.y, d.w, d.h) for d in result.detections],
+            regions=list(result.detections),
         )
 
     def _unwritten_record(self, result: TagResult, current: PhotoKeywords | None, refined: Refinement | None,

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
+from tagd.boxes import Box
 from tagd.decode import load_rgb
 from tagd.errors import ReadError
 from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
-from tagd.detector import Detection
 from tagd.model import Model, normalise
 from tagd.vocab import ScoredTag, Vocabulary
 
@@ -45,7 +45,7 @@ class TagResult:
     error: str | None = None
     tag_scores: np.ndarray | None = None  # every vocabulary tag's score, for evaluation
     embedding: np.ndarray | None = None
-    detections: list[Detection] = field(default_factory=list)  # the detector's objects (v2 bundles)
+    detections: list[Box] = field(default_factory=list)  # the detector's objects (v2 bundles)
     classifier_scores: np.ndarray | None = None  # per tag, before fusion (evaluation, calibration)
     detector_scores: np.ndarray | None = None  # per detector class (evaluation, calibration)
 

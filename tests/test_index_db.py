@@ -363,13 +363,19 @@ def test_reverted_flag_round_trip_and_cleared_by_a_new_record(index: Index) -> N
     assert index._conn.execute("SELECT count(*) FROM photo_reverted").fetchone()[0] == 0
 
 
-def test_a_version_1_index_is_upgraded_with_its_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _index_at_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> Path:
+    """An index made by a tagd whose schema stopped at `version`, holding one tagged photo."""
     path = tmp_path / "index.sqlite3"
     with monkeypatch.context() as m:
-        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
         with Index(path) as ix:
             ix.set_vocabulary(VOCAB)
             ix.upsert_photos([rec("/p/a.jpg", ("cat", 0.9, "model", "added"))])
+    return path
+
+
+def test_a_version_1_index_is_upgraded_with_its_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _index_at_version(tmp_path, monkeypatch, 1)
     with Index(path) as ix:
         assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == schema.latest_version()
         got = ix.get(Path("/p/a.jpg"))
@@ -381,15 +387,10 @@ def test_a_version_1_index_is_upgraded_with_its_photos(tmp_path: Path, monkeypat
 def test_regions_round_trip_and_go_with_their_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The detector's objects (v3): stored with the photo, best first, replaced by a new record,
     kept through a move, gone with the photo; a version-2 index is upgraded to hold them."""
-    from tagd.index.db import IndexedRegion
+    from tagd.boxes import Box
 
-    path = tmp_path / "index.sqlite3"
-    with monkeypatch.context() as m:
-        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
-        with Index(path) as ix:
-            ix.set_vocabulary(VOCAB)
-            ix.upsert_photos([rec("/p/a.jpg", ("cat", 0.9, "model", "added"))])
-    boxes = [IndexedRegion("person", 0.93, 0.5, 0.4, 0.3, 0.8), IndexedRegion("dog", 0.71, 0.2, 0.7, 0.1, 0.2)]
+    path = _index_at_version(tmp_path, monkeypatch, 2)
+    boxes = [Box("person", 0.93, 0.5, 0.4, 0.3, 0.8), Box("dog", 0.71, 0.2, 0.7, 0.1, 0.2)]
     with Index(path) as ix:
         assert ix.get(Path("/p/a.jpg")).regions == []
         record = ix.get(Path("/p/a.jpg"))

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
+from tagd.boxes import Box
 from tagd.index import bitmaps, schema, tags
 from tagd.index.errors import (
     IndexBusyError,
@@ -82,17 +83,7 @@ class PhotoRecord:
     # The user ran `tagd revert`: the daemon and scans leave the photo alone until
     # `tagd tag --write` tags it again (which records it with this False).
     reverted: bool = False
-    regions: list[IndexedRegion] = field(default_factory=list)  # the detector's objects, best first
-
-
-@dataclass(frozen=True)
-class IndexedRegion:
-    label: str
-    score: float
-    x: float  # centre and size, normalised to the photo as displayed (MWG's convention)
-    y: float
-    w: float
-    h: float
+    regions: list[Box] = field(default_factory=list)  # the detector's objects, best first
 
 
 @dataclass(frozen=True)
@@ -146,7 +137,7 @@ class _Prepared:
     tags: list[tuple[str, str, float, int, int]]  # key, name, score, source code, state code
     embedding: tuple[int, float, bytes, bytes] | None  # dim, scale, int8 code, float16 vector
     reverted: bool
-    regions: list[IndexedRegion]
+    regions: list[Box]
 
 
 _PHOTO_COLUMNS = (
@@ -491,7 +482,7 @@ class Index:
                 )
             ]
             reverted = conn.execute("SELECT 1 FROM photo_reverted WHERE photo_id = ?", (photo_id,)).fetchone() is not None
-            regions = [IndexedRegion(*r) for r in conn.execute(
+            regions = [Box(*r) for r in conn.execute(
                 "SELECT label, score, x, y, w, h FROM photo_region WHERE photo_id = ? ORDER BY position", (photo_id,))]
             vector = None
             if embedding:

@@ -18,20 +18,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
+
+from tagd.boxes import Box
 
 REGION_INFO = "XMP-mwg-rs:RegionInfo"
 MARK = "tagd"
 ANIMALS = frozenset({"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"})
 
-
-class Box(Protocol):
-    label: str
-    score: float
-    x: float
-    y: float
-    w: float
-    h: float
 
 
 def is_tagd(region: dict[str, Any]) -> bool:
