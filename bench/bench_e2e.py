@@ -192,7 +192,7 @@ def index_floor(model, n: int = 2000, batch: int = 64) -> Stage:  # noqa: ANN001
             path=Path(tmp) / f"IMG_{i:05d}.jpg", content_hash=f"{i:064x}", size=1000 + i, mtime_ns=i,
             status="tagged", model_version=model.version, tagged_at=datetime.now().replace(microsecond=0),
             tags=[IndexedTag(names[j], 0.5, "model", "added") for j in rng.choice(len(names), 10, replace=False)],
-            embedding=rng.standard_normal(model.spec.embedding_dim).astype(np.float32),
+            embedding=rng.standard_normal(len(names) if model.spec.embedding == "tags" else model.spec.embedding_dim).astype(np.float32),
             regions=[Box("person", 0.9, 0.5, 0.5, 0.2, 0.4)] * 3,
         ) for i in range(n)]
         with Index(Path(tmp) / "index.sqlite3") as index:

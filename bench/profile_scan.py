@@ -45,7 +45,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("fsync", ("_fsync_file", "_fsync_dir")),
     ("write (Python)", ("(tagd/metadata/",)),
     ("index", ("(tagd/index/",)),
-    ("refine", ("(tagd/refine.py", "(tagd/library.py", "(tagd/lowrank.py")),
+    ("refine", ("(tagd/refine.py", "(tagd/library.py")),
     ("tagging glue", ("(tagd/tagger.py", "(tagd/vocab.py", "(tagd/pipeline.py", "(tagd/scan.py")),
 ]
 # A thread parked on a queue or a condition, outside any stage: waiting for work.

@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     revert.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders (searched recursively)")
     revert.set_defaults(func=cmd_revert)
 
+    for verdict, verb, what in (("accept", "accepted", "make TAG the user's own: it stays, similar photos get it more readily"),
+                                ("reject", "rejected", "take TAG off the photo for good: tagd never adds it there again, "
+                                                       "and similar photos get it less readily")):
+        feedback = sub.add_parser(verdict, help=f"{verdict} tags on a photo", description=f"{verdict.capitalize()} tags: {what}. "
+                                  "The photo's keywords and the index are updated; `tagd revert` still restores the photo.")
+        feedback.add_argument("path", type=Path, metavar="PATH", help="the photo")
+        feedback.add_argument("tags", nargs="+", metavar="TAG", help="tags, as written on the photo (case does not matter)")
+        feedback.set_defaults(func=cmd_feedback, verdict=verdict, verb=verb)
+
     run = sub.add_parser("run", help="watch folders and tag new photos (the daemon)",
                          description="Watch folders (recursively) and tag, write and index every new or changed photo. "
                                      "Folders given here replace watch.roots from the config.")
@@ -355,6 +364,42 @@ def cmd_revert(args: argparse.Namespace) -> int:
             index.close()
         writer.exiftool.close()
     return _exit_status("revert", done, failed)
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from tagd.config import load_settings
+    from tagd.feedback import NotOnPhoto, record_for, update_for
+    from tagd.metadata import WriteError
+    from tagd.photos import file_sha256
+    from tagd.pipeline import make_writer
+
+    settings = load_settings(args.config)
+    writer = make_writer(settings)
+    index = _existing_index(args, settings)
+    path = args.path.absolute()
+    failed = 0
+    try:
+        for tag in args.tags:
+            try:
+                current = writer.read(path)
+                outcome = writer.write(current, update_for(current, tag, args.verdict))
+            except (WriteError, NotOnPhoto) as exc:
+                failed += 1
+                write(f"{path}\tERROR {tag}: {exc.reason if isinstance(exc, WriteError) else exc}\n")
+                continue
+            record = index.get(path) if index is not None else None
+            if record is not None:
+                st = os.stat(path)
+                record = record_for(record, tag, args.verdict)
+                record.size, record.mtime_ns, record.content_hash = st.st_size, st.st_mtime_ns, file_sha256(path)
+                index.upsert_photos([record])
+            keywords = ", ".join(outcome.keywords) or "none"
+            write(f"{path}\t{args.verb} {tag}; keywords now: {keywords}\n")
+    finally:
+        if index is not None:
+            index.close()
+        writer.exiftool.close()
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _reverted(outcome) -> str:  # noqa: ANN001 - metadata.WriteOutcome

@@ -107,6 +107,8 @@ class BundleSpec(_Strict):
     detector: DetectorSpec | None = None
     vocabulary_file: str = "vocab.json"
     vocabulary_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # What a photo's embedding is (tagd.embedding): "classifier" features, or what is in it ("tags").
+    embedding: Literal["classifier", "tags"] = "classifier"
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +155,8 @@ class BundleSpec(_Strict):
             return f"{self.name}@{self.model_sha256[:12]}"
         parts = [self.classifier.model_sha256, self.detector.model_sha256 if self.detector else "",
                  self.vocabulary_sha256 or ""]
+        if self.embedding != "classifier":  # other embeddings: the index's are to be replaced
+            parts.append(self.embedding + "+sketch64")  # tagd.embedding: a new definition, a new version
         return f"{self.name}@{hashlib.sha256(':'.join(parts).encode()).hexdigest()[:12]}"
 
 

@@ -25,6 +25,7 @@ from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteErr
 from tagd.metadata.writer import refused_for_permissions, writable
 from tagd.photos import file_sha256
 from tagd.refine import PIPELINE, LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
+from tagd.subjects import Subject, subject_relevance
 from tagd.tagger import Tagger, TagResult
 from tagd.vocab import ScoredTag, Vocabulary
 
@@ -83,6 +84,17 @@ def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> Metadata
                                                sidecar_naming=w.sidecar_naming, mtime=w.mtime))
 
 
+def refine_params(embedding: str, neighbours: int, max_added: int) -> RefineParams:
+    """The refinement's parameters as the pipeline uses them, for a tagger whose embeddings
+    are `embedding` (tagd.model.BundleSpec.embedding)."""
+    params = replace(PIPELINE, k=max(1, neighbours), max_added=max_added)
+    if embedding == "tags":
+        # In tag space two photos of one subject are as close as two shots of one scene: none
+        # is left out as a near-duplicate (the photo itself is, by its path).
+        params = replace(params, near_duplicate=1.01)
+    return params
+
+
 def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None) -> "Pipeline":
     """The pipeline the configuration describes (refine.mode, refine.neighbours, write.regions)."""
     r = settings.refine
@@ -95,6 +107,8 @@ class LibraryEvidence:
 
     stats: LibraryStats
     neighbours: list[Neighbour]
+    subjects: list[Subject] = field(default_factory=list)
+    rejections: dict[str, float] = field(default_factory=dict)  # Library.rejections
 
 
 class Pipeline:
@@ -113,10 +127,11 @@ class Pipeline:
         self.window = window
         self.record_batch = record_batch
         self.write_regions = write_regions
-        self.params = replace(PIPELINE, k=max(1, neighbours), max_added=tagger.max_tags)
+        self.params = refine_params(getattr(tagger, "embedding", "classifier"), neighbours, tagger.max_tags)
         self.library: Library | None = None
         if index is not None:
-            self.library = Library(index, k=neighbours, near_duplicate=self.params.near_duplicate)
+            self.library = Library(index, k=neighbours, near_duplicate=self.params.near_duplicate,
+                                   vocabulary=tagger.vocabulary)
         vocab = tagger.vocabulary
         self._vocab_index = {name: i for i, name in enumerate(vocab.names)}
 
@@ -192,9 +207,11 @@ class Pipeline:
         if self.library is None or not result.ok:
             return None
         stats = self.library.stats
-        if stats.n_photos == 0:
+        rejections = self.library.rejections(result.embedding, exclude=result.path)
+        if stats.n_photos == 0 and not rejections:
             return None
-        return LibraryEvidence(stats, self.library.neighbours(result.embedding, exclude=result.path))
+        return LibraryEvidence(stats, self.library.neighbours(result.embedding, exclude=result.path),
+                               self.library.subjects, rejections)
 
     def _write_one(self, result: TagResult, evidence: LibraryEvidence | None, started: float) -> PhotoOutcome:
         if not result.ok:
@@ -262,8 +279,11 @@ class Pipeline:
             for t in (*result.suggestions, *result.tags):
                 if t.name in self._vocab_index:
                     tag_scores[self._vocab_index[t.name]] = t.score
-        words = {*current.keywords, *(t for n in neighbours for t in n.tags), *(t.name for t in result.tags)}
+        subjects = evidence.subjects if evidence is not None else []
+        subject_tags = {t for s in subjects for t in s.tags}
+        words = {*current.keywords, *(t for n in neighbours for t in n.tags), *(t.name for t in result.tags), *subject_tags}
         raw, scores = model_evidence(self.tagger.vocabulary, self._vocab_index, tag_scores, words)
+        vocab = self.tagger.vocabulary
         # tagd's earlier additions the user kept stand unless the evidence against them is strong;
         # those of another model version are replaced by this one's (a new bundle re-tags the library).
         same_model = prov is not None and prov.model_version == self.tagger.model.version
@@ -272,13 +292,15 @@ class Pipeline:
             current.keywords, scores, mode=self.mode, neighbours=neighbours,
             library=evidence.stats if evidence is not None else LibraryStats(),
             candidates=[t.name for t in result.tags], keep=reinstated, standing=standing, params=self.params, **history,
+            subjects=subject_relevance(subjects, scores, vocab, (t.name for t in result.tags), current.keywords)
+            if subjects else None,
+            rejected_nearby=evidence.rejections if evidence is not None else None,
         )
         still_removed = [k for k in (prov.removed if prov else ()) if k.casefold() not in have]
         removed_f = {k.casefold() for k in still_removed}
         # Scores of the model's confident tags, under whichever word the photo carries them (not
         # the near-zero score of every user keyword the model happens to know).
         confident = {t.name for t in result.tags}
-        vocab = self.tagger.vocabulary
         return replace(
             refined,
             machine_tags={k: round(raw[k.casefold()], 4) for k in refined.machine_tags if vocab.canonical(k) in confident},

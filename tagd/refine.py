@@ -7,7 +7,11 @@ Evidence for a tag t on a photo, each in [0, 1] or None when there is none:
   weighted by similarity and corrected for how common t is, so a tag on half the library
   does not win every vote;
 - co-occurrence: how much more often t goes with the photo's other tags than by chance,
-  learned from the library.
+  learned from the library;
+- subject, for a private word (one the vocabulary does not know) on at least three photos:
+  whether the photo shows what those photos have in common (tagd.subjects). Where a word has
+  a subject, it alone decides whether tagd adds the word, whatever the word's share of the
+  library.
 Their weighted mean is t's relevance. In `add-only` mode (the default) the user's keywords
 are never removed, renamed or reordered; `suggest` records removals without applying them
 (nor reordering anything); `full` applies them and ranks every keyword by relevance. A tag the user deleted after tagd added it is never added again, and
@@ -117,6 +121,8 @@ class RefineParams:
     max_cooccurrence_lr: float = 3.0
     neighbour_add_lr: float = 3.0  # a tag the model does not propose needs neighbours this sure
     max_added: int = 10
+    rejection_strength: float = 30.0  # a tag the user rejected on a photo just like this one: odds / 31
+    rejected_as_here: float = 0.5  # ... and from this weight on (another shot of that scene) not added at all
     calibrate: bool = True  # use the library to turn model scores into likelihood ratios
     # Uncalibrated, a raw score s can still be a likelihood ratio: (odds(s) / odds(reference)) ** model_weight,
     # when a reference is given (a score above it supports the tag, below refutes). None: the raw score is
@@ -124,7 +130,7 @@ class RefineParams:
     raw_odds_reference: float | None = None
     model_weight: float = 1.0
     neighbour_weight: float = 1.0  # exponent on the neighbours' likelihood ratio
-    lowrank_weight: float = 1.0  # exponent on the low-rank completion's likelihood ratio (see tagd.lowrank)
+    lowrank_weight: float = 1.0  # exponent on the low-rank completion's likelihood ratio (see training/lowrank.py)
     lowrank_on_user_tags: bool = False  # a completion reproduces the tags it was fitted on: by default it
     # only speaks for tags the photo lacks
 
@@ -136,11 +142,15 @@ class RefineParams:
 TUNED = RefineParams(k=40, temperature=0.1, calibrate=False, raw_odds_reference=0.05, max_lr=300.0,
                      add_threshold=0.5, remove_threshold=0.05)
 
-# What tagd's pipeline uses (tagd.pipeline.Pipeline). Its model evidence is already relative to
-# each tag's threshold (0.5 at the threshold: tagd.pipeline.model_evidence), so the reference
-# sits at 0.2 of that scale; a keyword is removed only below 1% relevance, which keeps removals
-# at >= 0.8 precision. Chosen with the same protocol and noise seeds 3-7, pipeline evidence.
-PIPELINE = replace(TUNED, k=20, raw_odds_reference=0.2, remove_threshold=0.01)
+# What tagd's pipeline uses (tagd.pipeline.refine_params). Its model evidence is already relative
+# to each tag's threshold (0.5 at the threshold: tagd.pipeline.model_evidence), so the reference
+# sits at 0.35 of that scale; a tag is added at 60 % relevance, a keyword removed below 3 %.
+# Chosen for the fused tagger (0.3) on training/evaluate_refine.py's protocol with noise seeds
+# 3-7, on coco128-dev and the unseen photos alike (removal precision >= 0.91 on both, addition
+# precision 0.95 on coco128-dev), reported on seeds 0-2. Co-occurrence is left out: it changed
+# F1 by -0.001 to +0.002 there (an option still, `sources`).
+PIPELINE = replace(TUNED, k=20, raw_odds_reference=0.35, remove_threshold=0.03, add_threshold=0.6,
+                   sources=(True, True, False))
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class Evidence:
     cooccurrence: float | None  # likelihood ratio (lift)
     relevance: float  # posterior probability that the tag belongs on the photo
     decision: Literal["keep", "add", "suggest-removal", "remove", "none"]
+    subject: float | None = None  # a private word's subject relevance (tagd.subjects), >= 0.5: shown
 
 
 @dataclass
@@ -228,6 +239,8 @@ def refine(
     standing: Iterable[str] = (),
     params: RefineParams = RefineParams(),
     lowrank: Mapping[str, float] | None = None,
+    subjects: Mapping[str, float] | None = None,
+    rejected_nearby: Mapping[str, float] | None = None,
 ) -> Refinement:
     """Decide, for every tag with evidence, keep / add / suggest-removal / remove; rank by relevance.
 
@@ -240,8 +253,13 @@ def refine(
     evidence against them is strong (as for removing a user's keyword), so that a re-run does
     not take back what it wrote for a reason that small.
     `lowrank`, optional, is this photo's row of the library's low-rank completed tag matrix
-    (`tagd.lowrank.complete`): each library tag's denoised relevance in [0, 1], an extra
+    (`training/lowrank.py`: measured, not shipped): each library tag's denoised relevance in [0, 1], an extra
     likelihood ratio against the tag's prior.
+    `subjects`: each private word's subject relevance on this photo (tagd.subjects.subject_relevance);
+    such a word is added exactly when it reaches 0.5 (and the user has not rejected it here).
+    `rejected_nearby`: tags the user rejected on similar photos, each with the summed weight of
+    those photos (tagd.library.Library.rejections; 1 for a photo just like this one): a tag
+    tagd would add loses odds by 1 + rejection_strength x weight.
     """
     library = library or LibraryStats()
     rejected = list(previously_rejected)
@@ -273,6 +291,9 @@ def refine(
             names.setdefault(tag, tag)
     completed = {k.casefold(): float(v) for k, v in (lowrank or {}).items()}
     for tag in completed:
+        names.setdefault(tag, tag)
+    subject_of = {k.casefold(): float(v) for k, v in (subjects or {}).items()}
+    for tag in subject_of:
         names.setdefault(tag, tag)
     standing_f = {k.casefold() for k in standing} - rejected_f
     for name in standing:
@@ -321,12 +342,23 @@ def refine(
         if use_m and raw is not None and m_lr is None and not is_user and prior > 0:
             # Uncalibrated model opinion on a library tag: average it in as a probability.
             base = (base + raw) / 2
+        nearby_no = (rejected_nearby or {}).get(folded, 0.0) if not is_user else 0.0
         odds = base / max(1e-9, 1 - base) if base < 1 else 1e9
         for r in ratios:
             odds *= r
+        odds /= 1.0 + params.rejection_strength * nearby_no
         relevance = odds / (1 + odds)
         decision: str = "none"
-        if is_user:
+        subject = subject_of.get(folded) if folded not in known else None
+        if subject is not None and not is_user:
+            # The word's subject decides: its share of the library (which the vote weighs) says
+            # nothing about whether this photo shows what the word's photos show.
+            relevance = subject
+            # An addition already written stands unless the subject is now clearly absent.
+            needed = 0.25 if folded in standing_f else 0.5
+            decision = "add" if subject >= needed and folded not in rejected_f and nearby_no < params.rejected_as_here \
+                else "none"
+        elif is_user:
             decision = "keep"
             refuting = [r for r in (m_lr, n_lr, l_lr) if r is not None and r < 1.0]
             if refuting and relevance < params.remove_threshold and folded not in keep_f:
@@ -334,12 +366,14 @@ def refine(
         elif folded in standing_f:
             refuting = [r for r in (m_lr, n_lr, l_lr) if r is not None and r < 1.0]
             decision = "none" if refuting and relevance < params.remove_threshold else "add"
-        elif folded not in rejected_f and relevance >= params.add_threshold and (m_lr is None or m_lr >= 1.0) and (
+        elif folded not in rejected_f and nearby_no < params.rejected_as_here and relevance >= params.add_threshold and (
+            m_lr is None or m_lr >= 1.0) and (
             candidate_f is None or folded in candidate_f or (n_lr is not None and n_lr >= params.neighbour_add_lr)
             or (l_lr is not None and l_lr >= params.neighbour_add_lr)
         ):
             decision = "add"
-        evidence.append(Evidence(name, is_user, raw if m_lr is None else m_lr, n_lr, c_lr, relevance, decision))  # type: ignore[arg-type]
+        evidence.append(Evidence(name, is_user, raw if m_lr is None else m_lr, n_lr, c_lr, relevance, decision,  # type: ignore[arg-type]
+                                 subject))
 
     by_name = {e.name.casefold(): e for e in evidence}
     relevance_of = {e.name: e.relevance for e in evidence}

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
+from tagd import embedding
 from tagd.boxes import Box
 from tagd.decode import load_rgb
 from tagd.errors import ReadError
 from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
-from tagd.model import Model, normalise
+from tagd.model import Model
 from tagd.vocab import ScoredTag, Vocabulary
 
 if TYPE_CHECKING:
@@ -74,8 +75,10 @@ class Tagger:
         decode_workers: int | None = None,
         max_tags: int = 10,
         max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
+        embedding_kind: embedding.Kind | None = None,
     ) -> None:
         self.model = model or Model()
+        self.embedding: embedding.Kind = embedding_kind or self.model.spec.embedding  # the bundle's, or another to compare
         self.vocabulary = vocabulary or load_vocabulary(self.model)
         self.batch_size = max(1, batch_size)
         self.decode_workers = decode_workers or max(1, os.cpu_count() or 1)
@@ -152,13 +155,23 @@ class Tagger:
         photo_emb = np.stack([embeddings[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
         if detector is None or raw_future is None:
             none: list = [None] * len(photos)
-            return self.vocabulary.fuse(classifier, None), normalise(photo_emb), classifier, none, [[] for _ in photos]
+            fused = self.vocabulary.fuse(classifier, None)
+            return fused, self._embedding(photo_emb, fused), classifier, none, [[] for _ in photos]
         raw = raw_future.result()
         class_scores = np.stack([detector.class_scores(r) for r in raw])
         names = self.vocabulary.detector_tags or None  # regions are named as the photo's tags are
         detections = [detector.detections(r, p.detector_scale, p.size, names=names) for r, p in zip(raw, photos)]
-        return (self.vocabulary.fuse(classifier, class_scores), normalise(photo_emb), classifier, list(class_scores),
-                detections)
+        fused = self.vocabulary.fuse(classifier, class_scores)
+        return fused, self._embedding(photo_emb, fused), classifier, list(class_scores), detections
+
+    def _embedding(self, pooled: np.ndarray, fused: np.ndarray) -> np.ndarray:
+        """The photos' embeddings, as the bundle defines them (tagd.embedding)."""
+        return embedding.embed(self.embedding, pooled, fused)
+
+    @property
+    def embedding_size(self) -> int:
+        """How many numbers an embedding of this tagger's has."""
+        return embedding.size(self.embedding, len(self.vocabulary), self.model.spec.embedding_dim)
 
 
 def _short_side(image: "Image.Image", size: int) -> "Image.Image":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tagd.lowrank import LowRankParams, complete, factorise, refit_without_entry
+from training.lowrank import LowRankParams, complete, factorise, refit_without_entry
 
 
 def planted(n: int = 60, t: int = 12, groups: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -59,7 +59,7 @@ def test_embedding_is_unit_length_and_discriminative(results, tagger, real_photo
     from PIL import Image
 
     for result in results.values():
-        assert result.embedding.shape == (1280,)
+        assert result.embedding.shape == (tagger.embedding_size,) == (354 + 64,)  # tagd.embedding: tags + sketch
         assert abs(float(np.linalg.norm(result.embedding)) - 1.0) < 1e-5
     close_up = tmp_path / "chelsea-head.jpg"
     with Image.open(real_photo_dir / "chelsea.jpg") as im:

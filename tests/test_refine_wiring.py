@@ -452,3 +452,28 @@ def test_a_private_keyword_reaches_a_new_photo_of_the_same_kind(real_photo_dir: 
     for name in negatives:
         assert "mittens" not in subject(arrived / name), name
         assert "mittens" not in _indexed(index, arrived / name), name
+
+
+@needs_exiftool
+def test_a_wrong_beach_on_an_indoor_photo_is_flagged_removed_and_restored(library_index: Path, tmp_path: Path,
+                                                                         tagger, writer) -> None:
+    """"beach" on scikit-image's coffee (a cup on a table, indoors): the tagger's confident
+    absence of a beach is the evidence. `suggest` flags it and leaves it; `full` removes it;
+    `tagd revert` puts it back."""
+    import skimage.data as sd
+
+    index_path = _private_index(library_index, tmp_path)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    flagged, removed = _save(sd.coffee(), folder / "coffee-a.jpg"), _save(sd.coffee(), folder / "coffee-b.jpg")
+    for path in (flagged, removed):
+        exiftool_write(path, "-XMP-dc:Subject=beach", "-XMP-dc:Subject=breakfast")
+    (outcome,) = _run(index_path, [flagged], tagger, writer, "suggest")
+    assert outcome.suggested_removals == ["beach"] and not outcome.removed
+    assert subject(flagged)[:2] == ["beach", "breakfast"]
+    (outcome,) = _run(index_path, [removed], tagger, writer, "full")
+    assert outcome.removed == ["beach"]
+    assert "beach" not in subject(removed) and "breakfast" in subject(removed)  # no evidence against: stays
+    reverted = tagd("revert", str(removed))
+    assert reverted.returncode == 0, reverted.stderr
+    assert subject(removed) == ["beach", "breakfast"] and tagd_namespace(removed) == {}

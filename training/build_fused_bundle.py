@@ -319,6 +319,7 @@ def _write(out: Path, classifier, tags: list[dict], figures: dict | None = None,
         },
         "vocabulary_file": "vocab.json",
         "vocabulary_sha256": hashlib.sha256((out / "vocab.json").read_bytes()).hexdigest(),
+        "embedding": "tags",
         "calibration": figures or {},
     }
     (out / "bundle.json").write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

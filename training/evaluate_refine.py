@@ -15,8 +15,13 @@ Protocol (fixed seeds, so figures reproduce):
    removals (removed tags that were indeed wrong), the recall of additions (dropped true tags
    that came back), and an ablation over the evidence sources. Mode `full` (removals applied).
 5. Low-rank rows: the library's noisy photo x tag matrix (each photo's own noisy tags included,
-   which a user knows; never the truth), completed by tagd.lowrank with the embeddings as side
+   which a user knows; never the truth), completed by training/lowrank.py with the embeddings as side
    information, gives refine() one more likelihood ratio per tag.
+6. The last rows: as tagd's pipeline runs it (tagd.pipeline.refine_params; the model evidence
+   through tagd.pipeline.model_evidence), then the same without the detector (the fused
+   scores from the classifier alone: what a confident absence of the detector's adds), and
+   with tagd 0.2's neighbours (the classifier's pooled features as the embedding).
+`--field all` takes the concepts a person gave as truth too (the unseen photos' labels.json).
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tagd.lowrank import LowRankParams, complete  # noqa: E402
+from training.lowrank import LowRankParams, complete  # noqa: E402
 from tagd.config import ModelSettings, RefineSettings  # noqa: E402
 from tagd.model import Model  # noqa: E402
-from tagd.pipeline import model_evidence  # noqa: E402
-from tagd.refine import PIPELINE, TUNED as TUNED_PARAMS, LibraryStats, Neighbour, RefineParams, refine  # noqa: E402
+from tagd.pipeline import model_evidence, refine_params  # noqa: E402
+from tagd.refine import TUNED as TUNED_PARAMS, LibraryStats, Neighbour, RefineParams, refine  # noqa: E402
 from tagd.tagger import Tagger  # noqa: E402
 from training.evaluate import category_tags  # noqa: E402
 
@@ -99,34 +104,58 @@ def simulate_noise(truth: list[set[str]], drop: float, inject: float, seed: int)
     return noisy
 
 
-def photo_evidence(folder: Path, tagger: Tagger) -> tuple[list[str], list[set[str]], np.ndarray, list[dict[str, float]], list[set[str]], set[str]]:
+def photo_evidence(folder: Path, tagger: Tagger, field: str = "labels", variants: bool = True) -> tuple:
+    """The evidence of every photo of `folder`; `field`: which labels are the truth ("labels",
+    COCO's categories; "all": with the concepts a person gave). With `variants`, also the
+    pipeline's evidence without the detector, and with tagd 0.2's embedding (the classifier's
+    pooled features): the ablation's last rows."""
     labels = json.loads((folder / "labels.json").read_text())
     names = sorted(labels["images"])
-    truth = [set(labels["images"][n]["labels"]) for n in names]
-    mapping = category_tags(labels["categories"], tagger.vocabulary)
+    fields = ("labels", "concepts") if field == "all" else (field,)
+    truth = [{c for f in fields for c in labels["images"][n].get(f) or ()} for n in names]
+    categories = sorted({c for f in fields for c in (labels["categories"] if f == "labels" else labels[f])})
+    mapping = category_tags(categories, tagger.vocabulary)
     index = {t: i for i, t in enumerate(tagger.vocabulary.names)}
     results = list(tagger.tag_paths(folder / "images" / n for n in names))
     embeddings = np.stack([r.embedding for r in results])
-    model_scores, confident, shipped_scores, shipped_confident = [], [], [], []
-    words = sorted({*labels["categories"], *(t for s in truth for t in s)})
+    model_scores, confident = [], []
+    words = sorted({*categories, *(t for s in truth for t in s)})
     vocab = tagger.vocabulary
     for r in results:
         scores = {c: max(float(r.tag_scores[index[t]]) for t in tags) for c, tags in mapping.items() if tags}
         model_scores.append(scores)
         emitted = {t.name for t in r.tags}
         confident.append({c for c, tags in mapping.items() if any(t in emitted for t in tags)})
-        # As the pipeline does it: each word through the vocabulary's names and synonyms only.
-        shipped_scores.append(model_evidence(vocab, index, r.tag_scores, words)[1])
-        shipped_confident.append({w for w in words if vocab.canonical(w) in emitted})
     known = {c for c, tags in mapping.items() if tags}
-    shipped = (shipped_scores, shipped_confident, {w for w in words if vocab.canonical(w) is not None})
-    return names, truth, embeddings, model_scores, confident, known, shipped
+
+    def as_pipeline(tag_scores: list[np.ndarray]) -> tuple:
+        # As the pipeline does it: each word through the vocabulary's names and synonyms only.
+        scaled, emitted = [], []
+        for s in tag_scores:
+            scaled.append(model_evidence(vocab, index, s, words)[1])
+            written = {t.name for t in vocab.select(s, max_tags=tagger.max_tags)}
+            emitted.append({w for w in words if vocab.canonical(w) in written})
+        return scaled, emitted, {w for w in words if vocab.canonical(w) is not None}
+
+    shipped = as_pipeline([r.tag_scores for r in results])
+    other: dict[str, tuple] = {}
+    if variants:
+        if tagger.model.detector is not None:
+            alone = [vocab.fuse(r.classifier_scores[None], None)[0] for r in results]
+            other[NO_DETECTOR] = (embeddings, as_pipeline(alone))
+        if tagger.embedding != "classifier":
+            pooled = Tagger(tagger.model, tagger.vocabulary, embedding_kind="classifier")
+            other[CLASSIFIER_EMBEDDING] = (np.stack([r.embedding for r in pooled.tag_paths(
+                folder / "images" / n for n in names)]), shipped)
+    return names, truth, embeddings, model_scores, confident, known, shipped, other
 
 
 # (names, truth, embeddings, model scores, confident tags, model-known words,
 #  (the same three as tagd's pipeline builds them: tagd.pipeline.model_evidence))
 Evidence = tuple
 SHIPPED = "as tagd runs it"  # pipeline evidence and parameters (Pipeline.refine, refine.PIPELINE)
+NO_DETECTOR = "… without detector"  # the same, the fused scores from the classifier alone
+CLASSIFIER_EMBEDDING = "… 0.2 embedding"  # the same, neighbours by the classifier's pooled features
 
 
 def lowrank_rows(noisy: list[set[str]], emb: np.ndarray, params: LowRankParams = LowRankParams()) -> list[dict[str, float]]:
@@ -144,11 +173,11 @@ def lowrank_rows(noisy: list[set[str]], emb: np.ndarray, params: LowRankParams =
 
 def score_config(evidence: Evidence, noisy: list[set[str]], params: RefineParams, lowrank: list[dict[str, float]] | None,
                  shipped: bool = False) -> dict:
-    names, truth, emb, model_scores, confident, known, as_shipped = evidence
+    names, truth, emb, model_scores, confident, known, as_shipped = evidence[:7]
     if shipped:
         model_scores, confident, known = as_shipped
     sims = emb @ emb.T
-    refined, removed_right, removed_all, added_back, dropped = [], 0, 0, 0, 0
+    refined, removed_right, removed_all, added_back, dropped, added_all, added_right = [], 0, 0, 0, 0, 0, 0
     for i in range(len(names)):
         others = [j for j in range(len(names)) if j != i]
         library = LibraryStats.from_tag_sets(noisy[j] for j in others)
@@ -166,16 +195,20 @@ def score_config(evidence: Evidence, noisy: list[set[str]], params: RefineParams
         lost = truth[i] - noisy[i]
         dropped += len(lost)
         added_back += len(lost & set(result.added))
+        added_all += len(result.added)
+        added_right += len(set(result.added) & truth[i])
     return {
         **Scores.of(refined, truth).__dict__,
         "removal_precision": removed_right / removed_all if removed_all else float("nan"),
         "removals": removed_all,
         "addition_recall": added_back / dropped if dropped else float("nan"),
+        "addition_precision": added_right / added_all if added_all else float("nan"),
+        "additions": added_all,
     }
 
 
 def run(evidence: Evidence, drop: float, inject: float, seed: int, k: int | None = None,
-        ablation: dict[str, tuple[dict, bool]] = ABLATION) -> dict:
+        ablation: dict[str, tuple[dict, bool]] = ABLATION, embedding: str = "tags") -> dict:
     names, truth, emb = evidence[0], evidence[1], evidence[2]
     noisy = simulate_noise(truth, drop, inject, seed)
     report: dict = {"photos": len(names), "drop": drop, "inject": inject, "seed": seed,
@@ -187,8 +220,13 @@ def run(evidence: Evidence, drop: float, inject: float, seed: int, k: int | None
             params = replace(params, k=k)
         report["ablation"][label] = score_config(evidence, noisy, params, lowrank if use_lowrank else None)
     # What `tagd run`/`scan` do in full mode: Pipeline.refine's evidence and parameters.
-    pipeline_params = replace(PIPELINE, k=RefineSettings().neighbours, max_added=ModelSettings().max_tags)
+    pipeline_params = refine_params(embedding, RefineSettings().neighbours, ModelSettings().max_tags)
     report["ablation"][SHIPPED] = score_config(evidence, noisy, pipeline_params, None, shipped=True)
+    for label, (emb_v, shipped_v) in evidence[7].items():
+        params = refine_params("classifier", RefineSettings().neighbours, ModelSettings().max_tags) \
+            if label == CLASSIFIER_EMBEDDING else pipeline_params
+        report["ablation"][label] = score_config((*evidence[:2], emb_v, *evidence[3:6], shipped_v), noisy, params, None,
+                                                 shipped=True)
     return report
 
 
@@ -210,19 +248,20 @@ def table(reports: list[dict]) -> str:
     lines = [
         f"{r0['photos']} photos; {r0['drop']:.0%} of true tags dropped, {r0['inject']:.0%} wrong tags injected; seeds {seeds} (mean±sd)",
         "",
-        f"| {'evidence':<20} | {'precision':<11} | {'recall':<11} | {'F1':<11} | {'ΔF1':<12} | {'removal prec. (n)':<19} | {'addition recall':<15} |",
-        f"|{'-' * 22}|{'-' * 13}|{'-' * 13}|{'-' * 13}|{'-' * 14}|{'-' * 21}|{'-' * 17}|",
+        f"| {'evidence':<20} | {'precision':<11} | {'recall':<11} | {'F1':<11} | {'ΔF1':<12} | {'removal prec. (n)':<19} | {'addition recall':<15} | {'addition prec. (n)':<19} |",
+        f"|{'-' * 22}|{'-' * 13}|{'-' * 13}|{'-' * 13}|{'-' * 14}|{'-' * 21}|{'-' * 17}|{'-' * 21}|",
         f"| {'before (noisy tags)':<20} | {_cell([b['precision'] for b in before]):<11} | {_cell([b['recall'] for b in before]):<11}"
-        f" | {_cell(f1_before):<11} | {'':<12} | {'':<19} | {'':<15} |",
+        f" | {_cell(f1_before):<11} | {'':<12} | {'':<19} | {'':<15} | {'':<19} |",
     ]
     for label in r0["ablation"]:
         rows = [r["ablation"][label] for r in reports]
         delta = [a["f1"] - b for a, b in zip(rows, f1_before)]
         removals = f"{_cell([a['removal_precision'] for a in rows])} ({sum(a['removals'] for a in rows)})"
+        additions = f"{_cell([a['addition_precision'] for a in rows])} ({sum(a['additions'] for a in rows)})"
         lines.append(
             f"| {label:<20} | {_cell([a['precision'] for a in rows]):<11} | {_cell([a['recall'] for a in rows]):<11}"
             f" | {_cell([a['f1'] for a in rows]):<11} | {_cell(delta, '+.3f'):<12} | {removals:<19}"
-            f" | {_cell([a['addition_recall'] for a in rows]):<15} |"
+            f" | {_cell([a['addition_recall'] for a in rows]):<15} | {additions:<19} |"
         )
     return "\n".join(lines)
 
@@ -234,10 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inject", type=float, default=0.3)
     parser.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("-k", type=int, default=None, help="neighbours (default: each row's own k)")
+    parser.add_argument("--field", choices=("labels", "all"), default="labels",
+                        help="the truth: COCO's categories, or with the concepts a person gave (the unseen set)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    evidence = photo_evidence(args.folder, Tagger(Model()))
-    reports = [run(evidence, args.drop, args.inject, seed, args.k) for seed in args.seed]
+    tagger = Tagger(Model())
+    evidence = photo_evidence(args.folder, tagger, args.field)
+    reports = [run(evidence, args.drop, args.inject, seed, args.k, embedding=tagger.embedding) for seed in args.seed]
     print(table(reports))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=1) + "\n")
@@ -248,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
           f"removal_precision={np.nanmean([b['removal_precision'] for b in shipped]):.4f} "
           f"removals={sum(b['removals'] for b in shipped)} "
           f"addition_recall={np.mean([b['addition_recall'] for b in shipped]):.4f} "
+          f"addition_precision={np.nanmean([b['addition_precision'] for b in shipped]):.4f} "
           f"f1_best_research_row={np.mean([b['f1'] for b in best]):.4f}")
     return 0
 

@@ -587,19 +587,26 @@ class Index:
         def tx(conn: sqlite3.Connection) -> tuple[int, dict[int, list[str]]]:
             ids = bitmaps.load(conn, bitmaps.SOURCE_S, [user]) & ~bitmaps.load(
                 conn, bitmaps.STATUS, [bitmaps.STATUS_CODE["gone"]])
-            out: dict[int, list[str]] = {}
-            id_list = bitmaps.to_ids(ids)
-            for start in range(0, len(id_list), 50_000):
-                chunk = "[" + ",".join(map(str, id_list[start:start + 50_000])) + "]"
-                for photo_id, name in conn.execute(
-                    "SELECT pt.photo_id, t.name FROM photo_tag pt JOIN tag t ON t.id = pt.tag_id "
-                    "WHERE pt.photo_id IN (SELECT value FROM json_each(?)) AND pt.source = ? AND pt.state IN (?, ?)",
-                    (chunk, user, *states),
-                ):
-                    out.setdefault(photo_id, []).append(name)
-            return _counter(conn, "embedding_gen"), out
+            return _counter(conn, "embedding_gen"), _tags_of(conn, bitmaps.to_ids(ids), user, states)
 
         return self.read(tx)
+
+    def rejected_tags(self) -> dict[int, list[str]]:
+        """The tags the user rejected (tagd accept/reject, or deleting tagd's addition), by photo
+        id, of every photo that has some and is not gone."""
+        model, rejected = SOURCE_CODE["model"], STATE_CODE["rejected"]
+
+        def tx(conn: sqlite3.Connection) -> dict[int, list[str]]:
+            ids = bitmaps.load(conn, bitmaps.STATE, [rejected]) & ~bitmaps.load(
+                conn, bitmaps.STATUS, [bitmaps.STATUS_CODE["gone"]])
+            return _tags_of(conn, bitmaps.to_ids(ids), model, (rejected,))
+
+        return self.read(tx)
+
+    def added_tags(self, photo_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The tags tagd's model added to each of these photos (and the user kept), by photo id."""
+        model, added = SOURCE_CODE["model"], STATE_CODE["added"]
+        return self.read(lambda conn: _tags_of(conn, sorted(set(photo_ids)), model, (added,)))
 
     def generation(self) -> int:
         """A counter that moves whenever photos with embeddings are written, marked gone or removed."""
@@ -720,3 +727,18 @@ def _prepare(record: PhotoRecord) -> _Prepared:
 
 
 _STATUSES = frozenset(STATUSES)
+
+
+def _tags_of(conn: sqlite3.Connection, photo_ids: Sequence[int], source: int, states: Sequence[int]) -> dict[int, list[str]]:
+    """Tag names by photo id, of one source in these states, for the given photos."""
+    out: dict[int, list[str]] = {}
+    marks = ",".join("?" * len(states))
+    for start in range(0, len(photo_ids), 50_000):
+        chunk = "[" + ",".join(map(str, photo_ids[start:start + 50_000])) + "]"
+        for photo_id, name in conn.execute(
+            "SELECT pt.photo_id, t.name FROM photo_tag pt JOIN tag t ON t.id = pt.tag_id "
+            f"WHERE pt.photo_id IN (SELECT value FROM json_each(?)) AND pt.source = ? AND pt.state IN ({marks})",
+            (chunk, source, *states),
+        ):
+            out.setdefault(photo_id, []).append(name)
+    return out

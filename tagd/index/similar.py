@@ -5,7 +5,8 @@ and as int8 codes with one float scale (a quarter of float32's size). A search s
 codes, held in memory by the Index (1.3 KB a photo), for a shortlist, then ranks the shortlist
 by the float16 vectors read back from SQLite. numpy has no fast float16 arithmetic on most
 CPUs, so scanning float16 would be slower than the int8 -> float32 blocks used here, and a
-float32 copy would take four times the memory.
+float32 copy would take four times the memory. A large cache that is searched often scans
+first the bit sketches of every row, then the codes of a shortlist (tagd.index.sketch).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tagd.index import bitmaps
+from tagd.index import bitmaps, sketch
 
 SHORTLIST_MIN = 100  # extra candidates re-ranked exactly; int8 error is ~0.003 in cosine
 _BLOCK = 256  # rows per int8 -> float32 block: stays in cache, and below BLAS threading
@@ -57,6 +58,9 @@ class EmbeddingCache:
         self._ids = np.zeros(0, dtype=np.int64)
         self._scales = np.zeros(0, dtype=np.float32)
         self._codes = np.zeros((0, 0), dtype=np.int8)
+        self.sketches: sketch.Sketches | None = None
+        self.searches = 0
+        self._among: dict[tuple[int, int, int | None, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def ids(self) -> np.ndarray:
@@ -92,6 +96,8 @@ class EmbeddingCache:
             self._ids[i] = photo_id
             self._scales[i] = scale
             self._codes[i] = np.frombuffer(code, dtype=np.int8)
+        if self.sketches is not None:
+            self.sketches.extend(self.n, self._codes[self.n:need])
         self.n = need
         self.gen = after
 
@@ -106,6 +112,31 @@ class EmbeddingCache:
             ids, scales, codes = ids[keep], scales[keep], codes[keep]
         self._ids, self._scales, self._codes = ids, scales, np.ascontiguousarray(codes)
         self.n, self.dim, self.gen = len(ids), dim, gen
+        self.sketches, self.searches = None, 0
+
+    def rows_of(self, among: np.ndarray) -> np.ndarray:
+        """The cache rows of these photo ids (sorted; ids not cached are left out). The last
+        answers are kept: the library asks with the same arrays for every photo until it re-reads."""
+        key = (id(among), len(among), self.gen, self.n)
+        if key in self._among:
+            return self._among[key][1]
+        ids = self.ids
+        at = np.minimum(np.searchsorted(ids, among), self.n - 1)
+        rows = at[ids[at] == among]
+        if len(self._among) >= 4:  # the library's photos and its rejections: two arrays in turn
+            self._among.pop(next(iter(self._among)))
+        self._among[key] = (among, rows)  # holds `among`, so its id() is not reused meanwhile
+        return rows
+
+    def shortlist(self, q: np.ndarray, rows: np.ndarray | None) -> np.ndarray | None:
+        """The rows (of all, or of `rows`) a search for `q` ranks, from the bit sketches once
+        the cache is large and has been searched a few times; None: rank them all."""
+        self.searches += 1
+        if (self.n if rows is None else len(rows)) < sketch.MIN_ROWS or self.searches <= sketch.QUERIES_BEFORE_BUILD:
+            return None
+        if self.sketches is None:
+            self.sketches = sketch.Sketches.build(self.codes)
+        return self.sketches.shortlist(q, rows)
 
     def approximate(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Approximate similarity of every cached embedding to `q`, or of those at `rows` only."""
@@ -145,10 +176,15 @@ def nearest(
     ids = cache.ids
     rows = None
     if among is not None:
-        at = np.minimum(np.searchsorted(ids, among), cache.n - 1)
-        rows = at[ids[at] == among]
+        rows = cache.rows_of(among)
         if len(rows) == 0:
             return []
+        if len(rows) == cache.n:
+            rows = None  # every cached photo: no gather
+    short = cache.shortlist(q, rows)
+    if short is not None:
+        rows = np.sort(short)  # ids stay in order: the exclusion below looks them up
+    if rows is not None:
         ids = ids[rows]
     # Gathering rows costs about three contiguous ones: for most of the library, scan it all.
     scores = cache.approximate(q, rows) if rows is None or 3 * len(rows) < cache.n else cache.approximate(q)[rows]
@@ -163,13 +199,14 @@ def nearest(
     shortlist = np.argpartition(-scores, size - 1)[:size] if size < n else np.arange(n)
     shortlist = shortlist[np.isfinite(scores[shortlist])]
     id_list = json.dumps([int(i) for i in ids[shortlist]])
-    ranked = []
-    for photo_id, dim, blob, path in conn.execute(
+    found = [r for r in conn.execute(
         "SELECT e.photo_id, e.dim, e.vector, p.path FROM embedding e JOIN photo p ON p.id = e.photo_id "
         "WHERE e.photo_id IN (SELECT value FROM json_each(?))",
         (id_list,),
-    ):
-        if dim == q.size:
-            ranked.append((float(decode_vector(blob, dim) @ q), photo_id, path))
-    ranked.sort(key=lambda r: (-r[0], -r[1]))
+    ) if r[1] == q.size]
+    if not found:
+        return []
+    vectors = np.frombuffer(b"".join(r[2] for r in found), dtype="<f2").reshape(len(found), q.size).astype(np.float32)
+    exact = (vectors @ q) / np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+    ranked = sorted(zip(exact.tolist(), (r[0] for r in found), (r[3] for r in found)), key=lambda r: (-r[0], -r[1]))
     return [(photo_id, Path(path), score) for score, photo_id, path in ranked[:k]]

@@ -1,5 +1,9 @@
 """Low-rank completion of a library's photo-tag matrix: denoise and complete users' tags.
 
+Research, not shipped (it lived in tagd/ until 0.3): on training/evaluate_refine.py's protocol
+it adds nothing the neighbours and the model do not already give (+0.000 F1 as an extra
+likelihood ratio, harmful with default weights); its rows there keep it measured.
+
 Why: a library's tags are not independent. Photos that look alike carry alike tags, and tags
 come in groups ("fork", "knife", "dining table"), so the photo x tag matrix of *true* tags is
 close to low rank, while the user's omissions and slips are not. Fitting a low-rank,
