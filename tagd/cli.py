@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tagd {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TagdError as exc:
-        print(f"tagd: {exc}", file=sys.stderr)
+        print(f"tagd {args.command}: {exc}", file=sys.stderr)  # as `python -m tagd.index` says it
         log.debug("details", exc_info=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -120,8 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tagd.index.commands import register  # search, show, similar, stats: no numpy on import
 
-    register(sub)
+    register(sub, embed=embed_photo)
     return parser
+
+
+def embed_photo(args: argparse.Namespace, path: Path):  # noqa: ANN201 - numpy array, imported lazily
+    """`tagd similar` on a photo that is not in the index: embed it with the configured tagger."""
+    from tagd.config import load_settings
+    from tagd.errors import ReadError
+    from tagd.model import Model
+    from tagd.tagger import Tagger
+
+    m = load_settings(getattr(args, "config", None)).model
+    tagger = Tagger(Model(getattr(args, "model", None) or m.path, threads=m.threads, providers=m.providers),
+                    batch_size=1, decode_workers=1, max_decode_pixels=m.max_decode_pixels)
+    result = next(iter(tagger.tag_paths([path])))
+    if not result.ok or result.embedding is None:
+        raise ReadError(path, result.error or "no embedding")
+    return result.embedding
 
 
 def cmd_tag(args: argparse.Namespace) -> int:

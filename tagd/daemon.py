@@ -54,6 +54,11 @@ class WorkQueue:
         with self._cond:
             self._items.pop(path, None)
 
+    def wake(self) -> None:
+        """Wake every `take` waiting now (to stop: it returns what it has, maybe nothing)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def take(self, max_items: int, wait_s: float, fill_s: float) -> list[Path]:
         """Up to `max_items` paths: waits `wait_s` for the first, then `fill_s` to fill a batch."""
         with self._cond:
@@ -144,8 +149,7 @@ class Daemon:
         def stop(signum: int, _frame: object) -> None:
             log.info("%s: finishing the current photos, then stopping", signal.Signals(signum).name)
             self.stop_event.set()
-            with self.queue._cond:
-                self.queue._cond.notify_all()
+            self.queue.wake()
 
         def hup(_signum: int, _frame: object) -> None:
             self.reload_requested = True

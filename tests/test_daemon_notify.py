@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -162,3 +163,21 @@ def test_notifier_is_a_no_op_without_systemd(monkeypatch: pytest.MonkeyPatch, sh
     gone.ready("x")
     gone.watchdog(force=True)
     gone.close()
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
+def test_exiftool_children_do_not_inherit_the_notify_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's NOTIFY_SOCKET and watchdog settings are the daemon's: an exiftool child that
+    inherited them could speak for tagd. The rest of the environment is passed on."""
+    from tagd.metadata.exiftool import ExifTool
+
+    monkeypatch.setenv("NOTIFY_SOCKET", "@tagd-test-notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.setenv("TAGD_TEST_MARKER", "kept")
+    with ExifTool() as tool:
+        tool.execute(["-ver"])
+        assert tool._proc is not None
+        environ = Path(f"/proc/{tool._proc.pid}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0] for entry in environ if entry}
+    assert b"NOTIFY_SOCKET" not in names and b"WATCHDOG_USEC" not in names
+    assert b"TAGD_TEST_MARKER=kept" in environ

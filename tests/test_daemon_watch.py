@@ -222,7 +222,7 @@ def test_tagd_run_refuses_a_library_past_the_watch_limit(tmp_path: Path) -> None
     proc = _in_user_namespace(script, watch_limit=6)
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("tagd: inotify watch limit reached (fs.inotify.max_user_watches = "), proc.stderr
+    assert last.startswith("tagd run: inotify watch limit reached (fs.inotify.max_user_watches = "), proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -273,7 +273,7 @@ def test_tagd_run_reports_the_inotify_limit(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("tagd: inotify watch limit reached (fs.inotify.max_user_watches = "), proc.stderr
+    assert last.startswith("tagd run: inotify watch limit reached (fs.inotify.max_user_watches = "), proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -20,6 +20,11 @@ VOCAB = [("animal", [], []), ("cat", ["animal"], ["kitty"]), ("dog", ["animal"],
 HEAVY = ("numpy", "onnxruntime", "PIL", "tagd.model", "tagd.tagger", "pydantic")
 
 
+def tagd_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tagd", *args], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env=dict(os.environ))
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tagd.index", *args],
@@ -210,24 +215,28 @@ def test_similar_embeds_a_photo_that_is_not_indexed(tmp_path: Path, real_photo_d
             PhotoRecord(r.path, None, 1, 1, tags=[IndexedTag(t.name, t.score, "model", "kept") for t in r.tags], embedding=r.embedding)
             for r in results
         ])
-    # A second, slightly different cat photo: not in the index, embedded on the fly.
+    # A second, slightly different cat photo: not in the index, embedded on the fly by the
+    # tagger `tagd` hands the command (`python -m tagd.index` alone has none: see below).
     from PIL import Image
 
     cat = tmp_path / "cat-crop.jpg"
     with Image.open(real_photo_dir / "chelsea.jpg") as im:
         im.crop((20, 10, im.width - 30, im.height - 5)).save(cat, quality=85)
-    proc = run("--index", str(path), "similar", "-k", "3", "--json", str(cat))
+    proc = tagd_cli("--index", str(path), "similar", "-k", "3", "--json", str(cat))
     assert proc.returncode == 0, proc.stderr
     hits = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(hits) == 3 and Path(hits[0]["path"]).name == "chelsea.jpg" and hits[0]["score"] > 0.8
     # An indexed photo: its stored embedding, and it does not list itself.
-    proc = run("--index", str(path), "similar", "-k", "2", str(real_photo_dir / "chelsea.jpg"))
+    proc = tagd_cli("--index", str(path), "similar", "-k", "2", str(real_photo_dir / "chelsea.jpg"))
     assert proc.returncode == 0, proc.stderr
     assert str(real_photo_dir / "chelsea.jpg") not in proc.stdout.splitlines() and len(proc.stdout.splitlines()) == 2
-    proc = run("--index", str(path), "similar", str(tmp_path / "missing.jpg"))
+    proc = tagd_cli("--index", str(path), "similar", str(tmp_path / "missing.jpg"))
     assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path / 'missing.jpg'}: no such file\n")
-    proc = run("--index", str(path), "similar", str(tmp_path))
+    proc = tagd_cli("--index", str(path), "similar", str(tmp_path))
     assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path}: not a file (tagd similar takes one photo)\n")
+    # The index commands alone never load a model: a photo they do not hold is an error.
+    proc = run("--index", str(path), "similar", str(cat))
+    assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {cat}: not in the index\n")
 
 
 def test_options_after_the_query(library: Path) -> None:

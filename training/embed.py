@@ -71,7 +71,7 @@ class Embedder:
             import torch
 
             from training.build_default_model import TaggerGraph
-            from training.head import reference_net
+            from training.reference import reference_net
 
             self._torch_graph = TaggerGraph(reference_net()).eval().to(torch.device(device))
 

@@ -13,16 +13,12 @@ model does. `TaggerNet` puts the backbone in front (for fine-tuning and for expo
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import functools
-import sys
-
 import numpy as np
 import torch
 from torch import nn
 
 from training.prior import FLOOR, Prior
+from training.reference import reference_net
 
 
 class TagHead(nn.Module):
@@ -165,18 +161,6 @@ class ExportGraph(nn.Module):
         return torch.sigmoid(logits), embedding
 
 
-@functools.lru_cache(maxsize=1)
-def _reference_net() -> nn.Module:
-    from training.build_default_model import load_reference
-
-    # The weights package announces itself on stdout; stdout is for results.
-    with contextlib.redirect_stdout(sys.stderr):
-        return load_reference().net
-
-
-def reference_net() -> nn.Module:
-    """A fresh copy of the ImageNet EfficientNet-Lite0 (weights read from disk once)."""
-    return copy.deepcopy(_reference_net())
 
 
 def load_backbone(trainable: int = 0) -> Backbone:

