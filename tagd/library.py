@@ -7,9 +7,10 @@ looked at them: they would vote for themselves. A photo nobody tagged is not a p
 tags, so it is left out too (counting it would make every tag look rare).
 
 The tag sets are read once and kept: `LibraryStats` (priors, co-occurrence), per photo, what
-its neighbours carry, and the subject of each private word (tagd.subjects: a word of the
-user's that the vocabulary does not know, on at least three photos). They are read again when the photos recorded since the last read
-reach a tenth of the library (so the cost per photo stays constant as it grows; a library
+its neighbours carry, the subject of each private word (tagd.subjects: a word of the user's
+that the vocabulary does not know, on at least three photos), and the tags the user rejected
+on which photos. They are read again when the photos recorded since the last read reach a
+tenth of the library (so the cost per photo stays constant as it grows; a library
 that was empty is read again after each recorded batch, which costs nothing), or when
 `refresh_s` has passed and another process wrote to the index. Between reads a new photo's
 neighbours come from the photos known at the last read.
@@ -130,7 +131,7 @@ class Library:
         No search at all while the library is empty (a fresh library does not pay for one).
         """
         stats = self.stats
-        if self.k <= 0 or embedding is None or stats.n_photos == 0 or not len(self._ids):
+        if self.k <= 0 or embedding is None or stats.n_photos == 0:
             return []
         # Ask for more than k: near-duplicates (a burst of shots) take places in the list.
         found = self.index.neighbours(embedding, 2 * self.k + 8, self._ids, exclude)

@@ -343,12 +343,6 @@ class Model:
         return scores.astype(np.float32, copy=False), embedding.astype(np.float32, copy=False)
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows, so cosine similarity is a dot product."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
-
-
 _session_lock = threading.Lock()
 
 
