@@ -5,7 +5,7 @@ bundle's size (354 tag scores; --dim 1280: tagd 0.2's classifier features).
 Builds an index of N photos (clustered embeddings: every 50 photos share a direction; 8 tags each
 from the packaged vocabulary with Zipf-like frequencies, plus private tags), of which a share
 carries tags of the user's own (source user, kept); the rest only tagd's. Then times, per photo,
-with the pipeline's own objects (`tagd.library.Library`, `tagd.pipeline.model_evidence`,
+with the pipeline's own objects (`tagd.library.Library`, `tagd.evidence.model_evidence`,
 `tagd.refine.refine`):
 
   read      Library.refresh: every user-tagged photo's tags -> LibraryStats (once per 10 % growth)

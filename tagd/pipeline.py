@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import math
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,15 +22,14 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
 from tagd.metadata.writer import refused_for_permissions, writable
+from tagd.evidence import model_evidence, refine_params
 from tagd.photos import file_sha256
-from tagd.refine import PIPELINE, LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
+from tagd.refine import LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
 from tagd.subjects import Subject, subject_relevance
 from tagd.tagger import Tagger, TagResult
-from tagd.vocab import ScoredTag, Vocabulary
+from tagd.vocab import ScoredTag
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from tagd.config import Settings
     from tagd.index.db import Index, PhotoRecord
 
@@ -82,17 +80,6 @@ def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> Metadata
     w = settings.write
     return MetadataWriter(ExifToolPool(w.worker_count()), options=WriteOptions(sidecar="always" if sidecar_only else w.sidecar,
                                                sidecar_naming=w.sidecar_naming, mtime=w.mtime))
-
-
-def refine_params(embedding: str, neighbours: int, max_added: int) -> RefineParams:
-    """The refinement's parameters as the pipeline uses them, for a tagger whose embeddings
-    are `embedding` (tagd.model.BundleSpec.embedding)."""
-    params = replace(PIPELINE, k=max(1, neighbours), max_added=max_added)
-    if embedding == "tags":
-        # In tag space two photos of one subject are as close as two shots of one scene: none
-        # is left out as a near-duplicate (the photo itself is, by its path).
-        params = replace(params, near_duplicate=1.01)
-    return params
 
 
 def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None) -> "Pipeline":
@@ -374,34 +361,6 @@ class Pipeline:
         return PhotoRecord(path=path, content_hash=None, size=st.st_size, mtime_ns=st.st_mtime_ns, status="failed",
                            error=reason, model_version=self.tagger.model.version,
                            tagged_at=datetime.now().replace(microsecond=0))
-
-
-def model_evidence(vocab: "Vocabulary", positions: dict[str, int], tag_scores: "np.ndarray", words: Iterable[str]
-                   ) -> tuple[dict[str, float], dict[str, float]]:
-    """The model's score for each word the vocabulary knows (by name or synonym), keyed by the
-    casefolded word: (raw scores, scores for `refine`). A word it does not know gets none: it can
-    only come from the neighbours.
-
-    `refine` reads a score as the probability that the tag belongs. A tag's raw score is not
-    that: the vocabulary's per-tag threshold is where the model's own decision flips (0.06 for
-    one tag, 0.15 for another). So `refine` gets the score's odds relative to the threshold's,
-    as a probability: at the threshold 0.5, so that with no library evidence either way the
-    model's confident tags are added, as they are without a library.
-    """
-    raw: dict[str, float] = {}
-    scaled: dict[str, float] = {}
-    for word in words:
-        folded = word.casefold()
-        tag = vocab.canonical(folded)
-        if tag is None or folded in raw:
-            continue
-        score = float(tag_scores[positions[tag]])
-        raw[folded] = score
-        s = min(max(score, 1e-6), 1 - 1e-6)
-        t = min(max(vocab[tag].threshold, 1e-6), 1 - 1e-6)
-        odds = (s / (1 - s)) / (t / (1 - t))
-        scaled[folded] = odds / (1 + odds) if math.isfinite(odds) else 1.0
-    return raw, scaled
 
 
 def _exif_datetime(text: str | None) -> datetime | None:

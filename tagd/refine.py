@@ -142,8 +142,8 @@ class RefineParams:
 TUNED = RefineParams(k=40, temperature=0.1, calibrate=False, raw_odds_reference=0.05, max_lr=300.0,
                      add_threshold=0.5, remove_threshold=0.05)
 
-# What tagd's pipeline uses (tagd.pipeline.refine_params). Its model evidence is already relative
-# to each tag's threshold (0.5 at the threshold: tagd.pipeline.model_evidence), so the reference
+# What tagd's pipeline uses (tagd.evidence.refine_params). Its model evidence is already relative
+# to each tag's threshold (0.5 at the threshold: tagd.evidence.model_evidence), so the reference
 # sits at 0.35 of that scale; a tag is added at 60 % relevance, a keyword removed below 3 %.
 # Chosen for the fused tagger (0.3) on training/evaluate_refine.py's protocol with noise seeds
 # 3-7, on coco128-dev and the unseen photos alike (removal precision >= 0.91 on both, addition

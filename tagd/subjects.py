@@ -70,7 +70,7 @@ def subject_relevance(subjects: Iterable[Subject], scores: Mapping[str, float], 
                       found: Iterable[str] = (), user_words: Iterable[str] = ()) -> dict[str, float]:
     """Each private word's relevance to a photo: the least of its subject's tags' scores on
     the photo, so >= 0.5 exactly when the tagger finds the whole subject there. `scores`: the
-    model's, by casefolded word, on tagd.pipeline.model_evidence's scale (0.5 at a tag's
+    model's, by casefolded word, on tagd.evidence.model_evidence's scale (0.5 at a tag's
     threshold); `found`: the tags the tagger writes on the photo; `user_words`: its keywords (a
     tag the user wrote there counts as 1). A tag found implies its ancestors ("beagle": a dog)."""
     subjects = list(subjects)

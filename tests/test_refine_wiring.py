@@ -108,7 +108,7 @@ def test_a_keyword_the_user_put_back_is_never_removed_again() -> None:
 
 
 def test_model_evidence_keys_scores_by_the_users_word(tagger) -> None:
-    from tagd.pipeline import model_evidence
+    from tagd.evidence import model_evidence
 
     vocab = tagger.vocabulary
     positions = {name: i for i, name in enumerate(vocab.names)}

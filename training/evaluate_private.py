@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tagd.model import Model  # noqa: E402
 from tagd.config import ModelSettings, RefineSettings  # noqa: E402
-from tagd.pipeline import model_evidence, refine_params  # noqa: E402
+from tagd.evidence import model_evidence, refine_params  # noqa: E402
 from tagd.refine import LibraryStats, Neighbour, refine  # noqa: E402
 from tagd.subjects import subject_of, subject_relevance  # noqa: E402
 from tagd.tagger import Tagger  # noqa: E402

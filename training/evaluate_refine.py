@@ -17,8 +17,8 @@ Protocol (fixed seeds, so figures reproduce):
 5. Low-rank rows: the library's noisy photo x tag matrix (each photo's own noisy tags included,
    which a user knows; never the truth), completed by training/lowrank.py with the embeddings as side
    information, gives refine() one more likelihood ratio per tag.
-6. The last rows: as tagd's pipeline runs it (tagd.pipeline.refine_params; the model evidence
-   through tagd.pipeline.model_evidence), then the same without the detector (the fused
+6. The last rows: as tagd's pipeline runs it (tagd.evidence.refine_params; the model evidence
+   through tagd.evidence.model_evidence), then the same without the detector (the fused
    scores from the classifier alone: what a confident absence of the detector's adds), and
    with tagd 0.2's neighbours (the classifier's pooled features as the embedding).
 `--field all` takes the concepts a person gave as truth too (the unseen photos' labels.json).
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.lowrank import LowRankParams, complete  # noqa: E402
 from tagd.config import ModelSettings, RefineSettings  # noqa: E402
 from tagd.model import Model  # noqa: E402
-from tagd.pipeline import model_evidence, refine_params  # noqa: E402
+from tagd.evidence import model_evidence, refine_params  # noqa: E402
 from tagd.refine import TUNED as TUNED_PARAMS, LibraryStats, Neighbour, RefineParams, refine  # noqa: E402
 from tagd.tagger import Tagger  # noqa: E402
 from training.evaluate import category_tags  # noqa: E402
@@ -151,7 +151,7 @@ def photo_evidence(folder: Path, tagger: Tagger, field: str = "labels", variants
 
 
 # (names, truth, embeddings, model scores, confident tags, model-known words,
-#  (the same three as tagd's pipeline builds them: tagd.pipeline.model_evidence))
+#  (the same three as tagd's pipeline builds them: tagd.evidence.model_evidence))
 Evidence = tuple
 SHIPPED = "as tagd runs it"  # pipeline evidence and parameters (Pipeline.refine, refine.PIPELINE)
 NO_DETECTOR = "… without detector"  # the same, the fused scores from the classifier alone
