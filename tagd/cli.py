@@ -119,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(func=cmd_config)
 
     from tagd.index.commands import register  # search, show, similar, stats: no numpy on import
+    from tagd.web.server import add_parser as add_web  # the web app's modules load when it runs
 
     register(sub, embed=embed_photo)
+    add_web(sub)
     return parser
 
 
@@ -384,10 +386,8 @@ def cmd_revert(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from tagd.config import load_settings
-    from tagd.feedback import NotOnPhoto, record_for, update_for
-    from tagd.metadata import WriteError
-    from tagd.photos import file_sha256
     from tagd.pipeline import make_writer
+    from tagd.review import Review
 
     settings = load_settings(args.config)
     writer = make_writer(settings)
@@ -395,22 +395,14 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     path = args.path.absolute()
     failed = 0
     try:
+        review = Review(writer, index)
         for tag in args.tags:
-            try:
-                current = writer.read(path)
-                outcome = writer.write(current, update_for(current, tag, args.verdict))
-            except (WriteError, NotOnPhoto) as exc:
+            action = review.verdict([path], tag, args.verdict)
+            for _, reason in action.failed:
                 failed += 1
-                write(f"{path}\tERROR {tag}: {exc.reason if isinstance(exc, WriteError) else exc}\n")
-                continue
-            record = index.get(path) if index is not None else None
-            if record is not None:
-                st = os.stat(path)
-                record = record_for(record, tag, args.verdict)
-                record.size, record.mtime_ns, record.content_hash = st.st_size, st.st_mtime_ns, file_sha256(path)
-                index.upsert_photos([record])
-            keywords = ", ".join(outcome.keywords) or "none"
-            write(f"{path}\t{args.verb} {tag}; keywords now: {keywords}\n")
+                write(f"{path}\tERROR {tag}: {reason}\n")
+            for done in action.changed:
+                write(f"{path}\t{args.verb} {tag}; keywords now: {', '.join(done.keywords_after) or 'none'}\n")
     finally:
         if index is not None:
             index.close()

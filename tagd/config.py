@@ -20,9 +20,10 @@ from tagd.photos import DEFAULT_EXCLUDE, PHOTO_SUFFIXES
 ENV_PREFIX = "TAGD_"
 
 
-def xdg_dir(kind: Literal["data", "config", "state"]) -> Path:
+def xdg_dir(kind: Literal["data", "config", "state", "cache"]) -> Path:
     var, fallback = {
         "data": ("XDG_DATA_HOME", ".local/share"),
+        "cache": ("XDG_CACHE_HOME", ".cache"),
         "config": ("XDG_CONFIG_HOME", ".config"),
         "state": ("XDG_STATE_HOME", ".local/state"),
     }[kind]
@@ -139,12 +140,19 @@ class IndexSettings(_Section):
     path: Path = Field(default_factory=default_index_path, description="SQLite index file.")
 
 
+class WebSettings(_Section):
+    listen: str = Field("127.0.0.1:8765", description="`tagd web` address HOST:PORT; anything but a loopback address needs a password (tagd web --set-password).")
+    page_size: int = Field(120, ge=12, le=1000, description="Photos per gallery page.")
+    thumbnail_px: int = Field(320, ge=64, le=1024, description="Long side of gallery thumbnails, in pixels (cached under $XDG_CACHE_HOME/tagd/thumbnails).")
+
+
 class Settings(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     write: WriteSettings = Field(default_factory=WriteSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
 
 def describe(settings: "Settings") -> list[tuple[str, Any, str]]:

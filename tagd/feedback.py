@@ -70,3 +70,58 @@ def record_for(record: "PhotoRecord", tag: str, verdict: Verdict) -> "PhotoRecor
     else:
         record.tags = [*others, IndexedTag(before.name if before is not None else tag, 0.0, "model", "rejected")]
     return record
+
+
+def rename_update(current: "PhotoKeywords", old: str, new: str) -> KeywordUpdate:
+    """The keyword update that calls `old` `new` on this photo (a rename, or a merge when the
+    photo already has `new`). The new name is the user's: it leaves tagd's additions and scores,
+    so refinement treats it as the user's word from now on. `old` is not recorded as rejected:
+    the user renamed it, not refuted it."""
+    prov = current.provenance
+    old_f, new_f = old.casefold(), new.casefold()
+    keywords: list[str] = []
+    for k in current.keywords:
+        name = new if k.casefold() == old_f else k
+        if all(name.casefold() != seen.casefold() for seen in keywords):
+            keywords.append(name)
+    gone = {old_f, new_f}
+    return KeywordUpdate(
+        keywords=keywords,
+        machine_tags={k: v for k, v in (prov.machine_tags if prov else {}).items() if k.casefold() not in gone},
+        added=[k for k in (prov.added if prov else ()) if k.casefold() not in gone],
+        removed=list(prov.removed if prov else ()),
+        rejected=[k for k in (prov.rejected if prov else ()) if k.casefold() != new_f],
+        suggested_removals=[k for k in (prov.suggested_removals if prov else ()) if k.casefold() not in gone],
+        model_version=prov.model_version if prov else None,
+        regions=None,
+    )
+
+
+def renamed_record(record: "PhotoRecord", old: str, new: str) -> "PhotoRecord":
+    """The index's record after `rename_update`: `old` becomes the user's `new`."""
+    from tagd.index.db import IndexedTag
+
+    old_f, new_f = old.casefold(), new.casefold()
+    had = [t for t in record.tags if t.name.casefold() in (old_f, new_f) and t.state in ("kept", "added")]
+    others = [t for t in record.tags if t.name.casefold() not in (old_f, new_f)]
+    if had:
+        others.append(IndexedTag(new, max(t.score for t in had), "user", "kept"))
+    record.tags = others
+    return record
+
+
+def restore_update(before: "PhotoKeywords") -> KeywordUpdate:
+    """The keyword update that puts a photo's keywords and tagd's record of them back as they
+    were in `before` (the undo of a verdict or a rename; the original fields tagd keeps for
+    `tagd revert` are never touched by a write)."""
+    prov = before.provenance
+    return KeywordUpdate(
+        keywords=list(before.keywords),
+        machine_tags=dict(prov.machine_tags) if prov else {},
+        added=list(prov.added) if prov else [],
+        removed=list(prov.removed) if prov else [],
+        rejected=list(prov.rejected) if prov else [],
+        suggested_removals=list(prov.suggested_removals) if prov else [],
+        model_version=prov.model_version if prov else None,
+        regions=None,
+    )

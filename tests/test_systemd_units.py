@@ -38,15 +38,26 @@ def test_system_unit(tmp_path: Path) -> None:
     assert "tagd.service" not in proc.stderr, proc.stderr  # no warnings about our unit
 
 
-def test_user_unit(tmp_path: Path) -> None:
+def verify_user_unit(tmp_path: Path, source: str, name: str) -> None:
+    """`systemd-analyze --user verify` on a user unit, with this environment's tagd where the
+    unit expects it (~/.local/share/tagd/venv/bin/tagd)."""
     home = tmp_path / "home"
     bin_dir = home / ".local" / "share" / "tagd" / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "tagd").symlink_to(tagd_executable())
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
-    unit = tmp_path / "tagd.service"
-    unit.write_text((REPO / "systemd" / "tagd-user.service").read_text())
+    unit = tmp_path / name
+    unit.write_text((REPO / "systemd" / source).read_text())
     proc = verify(unit, "--user", env={"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)})
     assert proc.returncode == 0, proc.stderr
-    assert "tagd.service" not in proc.stderr, proc.stderr
+    assert name not in proc.stderr, proc.stderr  # no warnings about our unit
+
+
+def test_user_unit(tmp_path: Path) -> None:
+    verify_user_unit(tmp_path, "tagd-user.service", "tagd.service")
+
+
+def test_web_user_unit(tmp_path: Path) -> None:
+    assert "ExecStart=%h/.local/share/tagd/venv/bin/tagd web\n" in (REPO / "systemd" / "tagd-web-user.service").read_text()
+    verify_user_unit(tmp_path, "tagd-web-user.service", "tagd-web.service")

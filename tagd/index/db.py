@@ -143,7 +143,10 @@ _PHOTO_COLUMNS = (
 class Index:
     """The tag index at `path`. `readonly=True` never writes and never creates the file."""
 
-    def __init__(self, path: Path | str, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_S,
+                 any_thread: bool = False) -> None:
+        """`any_thread`: the connection may be used from several threads, one at a time (the
+        caller serialises: the web app holds a lock around each use)."""
         self.path = Path(path)
         self.readonly = readonly
         self.busy_timeout = busy_timeout
@@ -161,7 +164,8 @@ class Index:
             target = os.fsdecode(self.path)
         try:
             self._conn = sqlite3.connect(
-                target, uri=readonly, timeout=busy_timeout, isolation_level=None, cached_statements=512
+                target, uri=readonly, timeout=busy_timeout, isolation_level=None, cached_statements=512,
+                check_same_thread=not any_thread,
             )
         except sqlite3.Error as exc:
             raise IndexFileError(f"cannot open index {self.path}: {exc}") from None
