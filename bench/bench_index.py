@@ -13,7 +13,7 @@ suggested-removal. Then times, through the library on a warm Index (no result ca
   date     taken: a month range, a year, `>YYYY`, a day, drawn uniformly
 
 each as --count and as the first 100 paths (default sort: score); then `similar` top-10 over
-100,000 embeddings (a second index), and `python -m tagd.index --index X search --count Q`
+100,000 embeddings (a second index), and `python -m tagd --index X search --count Q`
 as a subprocess (process start included).
 
 Usage:  python bench/bench_index.py [--photos N] [--similar-photos N] [--queries Q] [--keep DIR]
@@ -271,7 +271,7 @@ def main() -> int:
     for _ in range(10):
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "tagd.index", "--index", str(main_db), "search", "--count", cli_query],
+            [sys.executable, "-m", "tagd", "--index", str(main_db), "search", "--count", cli_query],
             capture_output=True, text=True, cwd=REPO,
         )
         cli_times.append((time.perf_counter() - started) * 1000)

@@ -19,6 +19,7 @@ from tagd.config import Settings, load_settings
 from tagd.errors import ConfigError
 from tagd.index.errors import NotIndexedError
 from tagd.photos import PathFilter, file_sha256
+from tagd.planner import known_from, same_content
 from tagd.systemd import Notifier
 from tagd.watch import Change, Watcher
 
@@ -246,8 +247,8 @@ class Daemon:
                 self.queue.discard(change.src)
                 record = self.index.get(change.src, embedding=False)
                 try:
-                    same = record is not None and record.content_hash is not None and \
-                        os.stat(change.path).st_size == record.size and file_sha256(change.path) == record.content_hash
+                    same = same_content(known_from(record), os.stat(change.path).st_size,
+                                        lambda: file_sha256(change.path))
                 except OSError:
                     same = False
                 if same:

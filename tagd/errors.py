@@ -9,13 +9,17 @@ class TagdError(Exception):
     """Base class: `str(err)` is a complete one-line message."""
 
 
-class ReadError(TagdError):
-    """A photo could not be read or decoded."""
+class PhotoError(TagdError):
+    """Something about one photo: `path` and a one-line `reason`; `str(err)` is "path: reason"."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class ReadError(PhotoError):
+    """A photo could not be read or decoded."""
 
 
 class ModelError(TagdError):

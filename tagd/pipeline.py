@@ -14,18 +14,18 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
-from tagd.metadata.writer import refused_for_permissions, writable
-from tagd.evidence import model_evidence, refine_params
+from tagd.metadata.files import writable
+from tagd.evidence import LibraryEvidence, refine_params, refine_photo
 from tagd.photos import file_sha256
-from tagd.refine import LibraryStats, Mode, Neighbour, RefineParams, Refinement, refine
-from tagd.subjects import Subject, subject_relevance
+from tagd.planner import decide, known_from, same_content
+from tagd.refine import Mode, RefineParams, Refinement
 from tagd.tagger import Tagger, TagResult
 from tagd.vocab import ScoredTag
 
@@ -88,16 +88,6 @@ def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, 
     return Pipeline(tagger, writer, index, mode=r.mode, neighbours=r.neighbours, write_regions=settings.write.regions)
 
 
-@dataclass(frozen=True)
-class LibraryEvidence:
-    """What the library says about one photo, read on the index's thread for a writer thread."""
-
-    stats: LibraryStats
-    neighbours: list[Neighbour]
-    subjects: list[Subject] = field(default_factory=list)
-    rejections: dict[str, float] = field(default_factory=dict)  # Library.rejections
-
-
 class Pipeline:
     """`mode`: refine.mode (add-only, suggest, full). `neighbours`: how many of the library's
     photos vote on a new photo's tags (0: none). Without an index, or while no photo in it
@@ -124,12 +114,9 @@ class Pipeline:
 
     # ---- identify --------------------------------------------------------------------------
     def needs_work(self, path: Path) -> bool:
-        """False when the index already has this exact file done at this model version.
-
-        Unchanged size+mtime is enough; a changed mtime with the same content hash (a `touch`,
-        a copy that kept the bytes) only refreshes the index row. A failed file is not retried
-        until it changes. A photo the user reverted is left alone.
-        """
+        """False when the index already has this exact file done at this model version
+        (tagd.planner decides; here the file is at hand for its closer looks). A `touch` only
+        refreshes the index row."""
         if self.index is None:
             return True
         try:
@@ -137,24 +124,18 @@ class Pipeline:
         except OSError:
             return True  # let the tagger report why
         record = self.index.get(path, embedding=False)
-        if record is None:
-            return True
-        if record.reverted:
-            return False  # the user took tagd's tags back: only `tagd tag --write` tags it again
-        if record.status == "tagged" and record.model_version != self.tagger.model.version:
-            return True
-        if record.status not in ("tagged", "failed"):
-            return True
-        if (record.size, record.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            # A photo refused as read-only is worth a new try once a chmod has lifted that.
-            # Only then: an unchanged refusal is not retried in a loop.
-            return record.status == "failed" and refused_for_permissions(record.error) and writable(self.writer.target(path))
-        if record.status == "tagged" and record.content_hash and record.size == st.st_size:
-            if file_sha256(path) == record.content_hash:
-                record.mtime_ns = st.st_mtime_ns
+        known = known_from(record)
+        decision = decide(known, st.st_size, st.st_mtime_ns, self.tagger.model.version)
+        if decision == "if-writable":
+            return writable(self.writer.target(path))
+        if decision == "if-content-changed":
+            if same_content(known, st.st_size, lambda: file_sha256(path)):
+                assert record is not None
+                record.mtime_ns = st.st_mtime_ns  # a touch: the index follows, nothing to tag
                 self.index.upsert_photos([record])
                 return False
-        return True
+            return True
+        return decision in ("new", "tag")
 
     # ---- tag, write, record ------------------------------------------------------------------
     def run(self, paths: Iterable[Path], *, skip_unchanged: bool = False) -> Iterator[PhotoOutcome]:
@@ -236,77 +217,10 @@ class Pipeline:
                             outcome.changed, outcome.target, ms=ms, record=record, sidecar_reason=outcome.sidecar_reason)
 
     def refine(self, current: PhotoKeywords, result: TagResult, evidence: LibraryEvidence | None = None) -> Refinement:
-        """The photo's keywords refined (`tagd.refine`), with what tagd did before (provenance).
-
-        Evidence: the model's scores (each user word through the vocabulary's synonyms: "kitty"
-        gets the score of "cat"), and, once the library has photos with the user's own tags,
-        their statistics and the photo's neighbours; in `self.mode`. With no library evidence
-        the model's confident tags are added after the user's keywords, as the same function
-        decides with it (so a library that appears changes no decision it has no evidence for).
-        `removed` covers every keyword tagd has removed and the user has not put back, so that
-        `tagd revert` can restore them all.
-        """
-        prov = current.provenance
-        if prov is not None and prov.model_version == self.tagger.model.version and \
-                {k.casefold() for k in current.keywords} == {k.casefold() for k in prov.written}:
-            return self._settled(current)
-        history = dict(
-            previously_added=prov.added if prov else (),
-            previously_written=prov.written if prov else (),
-            previously_rejected=prov.rejected if prov else (),
-        )
-        have = {k.casefold() for k in current.keywords}
-        reinstated = [k for k in (prov.removed if prov else ()) if k.casefold() in have]
-        neighbours = evidence.neighbours if evidence is not None else []
-        tag_scores = result.tag_scores
-        if tag_scores is None:  # a tagger that reports only its selected tags
-            import numpy as np
-
-            tag_scores = np.zeros(len(self._vocab_index), dtype=np.float32)
-            for t in (*result.suggestions, *result.tags):
-                if t.name in self._vocab_index:
-                    tag_scores[self._vocab_index[t.name]] = t.score
-        subjects = evidence.subjects if evidence is not None else []
-        subject_tags = {t for s in subjects for t in s.tags}
-        words = {*current.keywords, *(t for n in neighbours for t in n.tags), *(t.name for t in result.tags), *subject_tags}
-        raw, scores = model_evidence(self.tagger.vocabulary, self._vocab_index, tag_scores, words)
-        vocab = self.tagger.vocabulary
-        # tagd's earlier additions the user kept stand unless the evidence against them is strong;
-        # those of another model version are replaced by this one's (a new bundle re-tags the library).
-        same_model = prov is not None and prov.model_version == self.tagger.model.version
-        standing = [k for k in prov.added if k.casefold() in have] if prov is not None and same_model else []
-        refined = refine(
-            current.keywords, scores, mode=self.mode, neighbours=neighbours,
-            library=evidence.stats if evidence is not None else LibraryStats(),
-            candidates=[t.name for t in result.tags], keep=reinstated, standing=standing, params=self.params, **history,
-            subjects=subject_relevance(subjects, scores, vocab, (t.name for t in result.tags), current.keywords)
-            if subjects else None,
-            rejected_nearby=evidence.rejections if evidence is not None else None,
-        )
-        still_removed = [k for k in (prov.removed if prov else ()) if k.casefold() not in have]
-        removed_f = {k.casefold() for k in still_removed}
-        # Scores of the model's confident tags, under whichever word the photo carries them (not
-        # the near-zero score of every user keyword the model happens to know).
-        confident = {t.name for t in result.tags}
-        return replace(
-            refined,
-            machine_tags={k: round(raw[k.casefold()], 4) for k in refined.machine_tags if vocab.canonical(k) in confident},
-            removed=[*still_removed, *(k for k in refined.removed if k.casefold() not in removed_f)],
-        )
-
-    def _settled(self, current: PhotoKeywords) -> Refinement:
-        """A photo tagd wrote at this model version, its keywords untouched since: its tags
-        stand as written. The library's evidence grows with every photo; a re-run that finds
-        nothing new about the photo itself changes nothing in it."""
-        prov = current.provenance
-        assert prov is not None
-        have = {k.casefold() for k in current.keywords}
-        return Refinement(
-            keywords=list(current.keywords), added=[k for k in prov.added if k.casefold() in have],
-            rejected=list(prov.rejected), machine_tags=dict(prov.machine_tags),
-            relevance={k: v for k, v in prov.machine_tags.items()}, removed=list(prov.removed),
-            suggested_removals=[k for k in prov.suggested_removals if k.casefold() in have],
-        )
+        """The photo's keywords refined with everything known about it (tagd.evidence.refine_photo)."""
+        return refine_photo(current.keywords, current.provenance, result, evidence, vocab=self.tagger.vocabulary,
+                            positions=self._vocab_index, model_version=self.tagger.model.version, mode=self.mode,
+                            params=self.params)
 
     def _record(self, result: TagResult, current: PhotoKeywords, refined: Refinement, sha256: str | None) -> "PhotoRecord":
         from tagd.index.db import IndexedTag, PhotoRecord

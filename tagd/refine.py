@@ -16,6 +16,9 @@ Their weighted mean is t's relevance. In `add-only` mode (the default) the user'
 are never removed, renamed or reordered; `suggest` records removals without applying them
 (nor reordering anything); `full` applies them and ranks every keyword by relevance. A tag the user deleted after tagd added it is never added again, and
 a user's tag with no evidence either way is never removed.
+
+Over 400 lines: the decision procedure (keep, add, remove, rank) with the evidence it weighs;
+issue 18 moves the last of that evidence here from the library and the pipeline.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ class Review:
         """Indexed photos that have `tag` itself (kept or added; not its narrower tags)."""
         if self.index is None:
             return []
-        from tagd.index.query import STATE_CODE, tag_key
+        from tagd.index.query_tree import STATE_CODE, tag_key
 
         key = tag_key(tag)
         states = (STATE_CODE["kept"], STATE_CODE["added"])

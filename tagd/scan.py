@@ -2,11 +2,13 @@
 
 Compared by path + size + mtime first (no file is read for an unchanged library), and by
 content hash only where a path is new and a missing one had the same size: that is a move,
-and a move updates the index without running the model again.
+and a move updates the index without running the model again. What a known file needs is
+tagd.planner's decision, the same the daemon and the pipeline take.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -17,21 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from tagd.photos import PathFilter, file_sha256, walk_photos
+from tagd.planner import Known, decide, same_content
 
 if TYPE_CHECKING:
     from tagd.index.db import Index
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Known:
-    size: int
-    mtime_ns: int
-    content_hash: str | None
-    status: str
-    model_version: str | None
-    error: str | None = None
 
 
 @dataclass
@@ -47,37 +40,33 @@ def known_under(index: "Index", root: Path) -> dict[Path, Known]:
 
     def read(conn: sqlite3.Connection) -> dict[Path, Known]:
         rows = conn.execute(
-            "SELECT path, size, mtime_ns, content_hash, status, model_version, error FROM photo "
+            "SELECT path, size, mtime_ns, content_hash, status, model_version, error, "
+            "EXISTS (SELECT 1 FROM photo_reverted r WHERE r.photo_id = photo.id) FROM photo "
             "WHERE status != 'gone' AND substr(CAST(path AS BLOB), 1, ?) = ?",
             (len(prefix), prefix),
         )
-        return {Path(os.fsdecode(p if isinstance(p, bytes) else os.fsencode(p))): Known(*rest) for p, *rest in rows}
+        return {Path(os.fsdecode(p if isinstance(p, bytes) else os.fsencode(p))): Known(*rest[:6], bool(rest[6]))
+                for p, *rest in rows}
 
     return index.read(read)
 
 
 def plan(index: "Index", roots: list[Path], filter_: PathFilter, model_version: str,
          follow_symlinks: bool = False) -> ScanPlan:
-    from tagd.metadata.writer import refused_for_permissions
-
     result = ScanPlan()
     for root in roots:
         known = known_under(index, root)
         fresh: list[tuple[Path, os.stat_result]] = []
         for path, st in walk_photos(root, filter_, follow_symlinks):
-            record = known.pop(path, None)
-            if record is None:
+            decision = decide(known.pop(path, None), st.st_size, st.st_mtime_ns, model_version)
+            if decision == "new":
                 fresh.append((path, st))
-            elif (record.size, record.mtime_ns) != (st.st_size, st.st_mtime_ns) or (
-                record.status == "tagged" and record.model_version != model_version
-            ) or record.status not in ("tagged", "failed") or (
-                record.status == "failed" and refused_for_permissions(record.error)
-            ):
-                # (A read-only refusal goes to the pipeline, whose needs_work retries it only
-                # if a chmod has lifted it since.)
-                result.work.append(path)
-            else:
+            elif decision in ("unchanged", "reverted"):
                 result.unchanged += 1
+            else:
+                # "if-writable" and "if-content-changed" too: the pipeline looks closer (its
+                # needs_work asks the planner again, with the file at hand).
+                result.work.append(path)
         # `known` now holds what disappeared; a fresh file with the same bytes is the same photo.
         missing_by_size: dict[int, list[tuple[Path, Known]]] = {}
         for path, record in known.items():
@@ -85,14 +74,13 @@ def plan(index: "Index", roots: list[Path], filter_: PathFilter, model_version: 
                 missing_by_size.setdefault(record.size, []).append((path, record))
         moved_from: set[Path] = set()
         for path, st in fresh:
+            digest = functools.cache(lambda path=path: file_sha256(path))
             candidates = [c for c in missing_by_size.get(st.st_size, []) if c[0] not in moved_from]
-            if candidates:
-                digest = file_sha256(path)
-                match = next((old for old, rec in candidates if rec.content_hash == digest), None)
-                if match is not None:
-                    moved_from.add(match)
-                    result.moves.append((match, path))
-                    continue
+            match = next((old for old, rec in candidates if same_content(rec, st.st_size, digest)), None)
+            if match is not None:
+                moved_from.add(match)
+                result.moves.append((match, path))
+                continue
             result.work.append(path)
         result.gone.extend(p for p in known if p not in moved_from)
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from tagd.index.query import SOURCES, STATES, STATUSES, And, Not, Or, Source, State, Status
+from tagd.index.query_tree import SOURCES, STATES, STATUSES, And, Not, Or, Source, State, Status
 
 # Leaves every test can use as they are.
 FACETS = (st.sampled_from(STATUSES).map(Status), st.sampled_from(SOURCES).map(Source),

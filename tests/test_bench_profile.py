@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from profile_scan import stage_of, summarise  # noqa: E402
 
-MAIN = "_run_module_as_main (<frozen runpy>:198);main (tagd/cli.py:42);cmd_scan (tagd/cli.py:259)"
+MAIN = "_run_module_as_main (<frozen runpy>:198);main (tagd/cli/__init__.py:42);cmd_scan (tagd/cli/service.py:80)"
 WORKER = "_bootstrap (threading.py:1002);run (threading.py:982);_worker (concurrent/futures/thread.py:83)"
 
 

@@ -1,8 +1,8 @@
-"""`search`, `show`, `similar`, `stats` as a user runs them: exit codes, output formats, start-up cost."""
+"""`search`, `show`, `similar`, `stats` as a user runs them: exit codes, output formats, start-up cost.
+(tagd.cli.queries; the same parser and exit codes as every other command.)"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tagd.index.commands import register
 from tagd.index.db import Index, IndexedTag, PhotoRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +26,7 @@ def tagd_cli(*args: str) -> subprocess.CompletedProcess:
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tagd.index", *args],
+        [sys.executable, "-m", "tagd", *args],
         capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, **(env or {})},
     )
 
@@ -147,7 +146,7 @@ def test_show_a_relative_path_and_a_missing_one(tmp_path: Path) -> None:
     with Index(path) as ix:
         ix.upsert_photos([PhotoRecord(tmp_path / "pics" / "cat.jpg", None, 1, 1, tags=[IndexedTag("cat", 0.9, "model", "kept")])])
     proc = subprocess.run(
-        [sys.executable, "-m", "tagd.index", "--index", str(path), "show", "cat.jpg", "../pics/nope.jpg"],
+        [sys.executable, "-m", "tagd", "--index", str(path), "show", "cat.jpg", "../pics/nope.jpg"],
         capture_output=True, text=True, cwd=tmp_path / "pics", env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 1
@@ -167,7 +166,7 @@ def test_stats_text_and_json(library: Path) -> None:
 def test_search_and_show_do_not_import_the_model_runtime(library: Path) -> None:
     for command in (["search", "cat"], ["search", "--json", "cat"], ["show", "/pics/cat.jpg"], ["stats"]):
         code = (
-            "import sys; from tagd.index.__main__ import main\n"
+            "import sys; from tagd.cli import main\n"
             f"rc = main(['--index', {str(library)!r}, *{command!r}])\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules], rc)"
         )
@@ -175,29 +174,11 @@ def test_search_and_show_do_not_import_the_model_runtime(library: Path) -> None:
         assert proc.stdout.splitlines()[-1] == "[] 0", (command, proc.stdout, proc.stderr)
 
 
-def test_register_replaces_the_reserved_placeholders(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A parser that reserves search/show/similar/stats with placeholders gets the real commands:
-    each listed once in the help, the placeholder's text gone, and the real command run."""
-    parser = argparse.ArgumentParser(prog="tagd")
-    parser.add_argument("--index", type=Path)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in ("search", "show", "similar", "stats"):
-        sub.add_parser(name, help="reserved placeholder").set_defaults(func=lambda args: 99)
-    register(sub)
-    args = parser.parse_args(["--index", str(library), "search", "--count", "cat"])
-    assert args.func(args) == 0
-    assert capsys.readouterr().out == "2\n"
-    assert "reserved placeholder" not in parser.format_help()
-    assert [a.dest for a in sub._choices_actions] == ["search", "show", "similar", "stats"]
-    assert "cat:>0.8" not in sub._name_parser_map["stats"].format_help()  # each parser its own
-    assert "dog:>0.8" in sub._name_parser_map["search"].format_help()
-
-
 def test_paths_that_are_not_utf8_come_out_as_their_bytes(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     path = tmp_path / "index.sqlite3"
     with Index(path) as ix:
         ix.upsert_photos([PhotoRecord(Path("/pics/caf\udce9.jpg"), None, 1, 1, tags=[IndexedTag("cat", 0.9, "model", "kept")])])
-    from tagd.index.__main__ import main
+    from tagd.cli import main
 
     assert main(["--index", str(path), "search", "cat"]) == 0
     assert capsysbinary.readouterr().out == b"/pics/caf\xe9.jpg\n"
@@ -216,7 +197,7 @@ def test_similar_embeds_a_photo_that_is_not_indexed(tmp_path: Path, real_photo_d
             for r in results
         ])
     # A second, slightly different cat photo: not in the index, embedded on the fly by the
-    # tagger `tagd` hands the command (`python -m tagd.index` alone has none: see below).
+    # configured tagger (loaded only then).
     from PIL import Image
 
     cat = tmp_path / "cat-crop.jpg"
@@ -234,9 +215,6 @@ def test_similar_embeds_a_photo_that_is_not_indexed(tmp_path: Path, real_photo_d
     assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path / 'missing.jpg'}: no such file\n")
     proc = tagd_cli("--index", str(path), "similar", str(tmp_path))
     assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {tmp_path}: not a file (tagd similar takes one photo)\n")
-    # The index commands alone never load a model: a photo they do not hold is an error.
-    proc = run("--index", str(path), "similar", str(cat))
-    assert (proc.returncode, proc.stderr) == (1, f"tagd similar: {cat}: not in the index\n")
 
 
 def test_options_after_the_query(library: Path) -> None:

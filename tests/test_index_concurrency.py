@@ -74,7 +74,7 @@ while True:
     check(total % BATCH == 0 and top.get("photo", 0) == total, f"stats: {{total}} photos, {{top}}")
     check(top.get("x", 0) + top.get("y", 0) == total, f"stats: x + y != {{total}}: {{top}}")
     if use_cli and checks % 5 == 0:
-        proc = subprocess.run([sys.executable, "-m", "tagd.index", "--index", str(index_path), "search", "--count", "x OR y"],
+        proc = subprocess.run([sys.executable, "-m", "tagd", "--index", str(index_path), "search", "--count", "x OR y"],
                               capture_output=True, text=True)
         check(proc.returncode in (0, 1) and proc.stderr == "" and int(proc.stdout) % BATCH == 0, f"cli: {{proc.returncode}} {{proc.stdout!r}} {{proc.stderr!r}}")
     checks += 1

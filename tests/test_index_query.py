@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from query_strategies import FACETS, query_trees
 from tagd.index.errors import QueryError
-from tagd.index.query import (
+from tagd.index.query import MAX_DEPTH, parse
+from tagd.index.query_sql import glob_patterns, search_sql, where_sql
+from tagd.index.query_tree import (
     FIELDS,
-    MAX_DEPTH,
     SOURCES,
     STATES,
     And,
@@ -29,12 +30,8 @@ from tagd.index.query import (
     Status,
     Tag,
     Taken,
-    glob_patterns,
-    parse,
-    search_sql,
     tag_key,
     unparse,
-    where_sql,
 )
 
 # -- examples ----------------------------------------------------------------------------------
@@ -318,7 +315,7 @@ def test_injection_attempts_are_parameters(value: str) -> None:
 
 
 def test_every_field_has_an_example_in_the_help() -> None:
-    from tagd.index.commands import QUERY_HELP
+    from tagd.cli.queries import QUERY_HELP
 
     for name in FIELDS:
         assert f"{name}:" in QUERY_HELP

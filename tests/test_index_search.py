@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 from query_strategies import FACETS, query_trees
 from tagd.index import search as engine
 from tagd.index.db import Index, IndexedTag, PhotoRecord
-from tagd.index.query import (
-    MAX_DEPTH,
+from tagd.index.query import MAX_DEPTH, parse
+from tagd.index.query_sql import search_sql
+from tagd.index.query_tree import (
     SOURCES,
     STATES,
     STATUSES,
@@ -45,8 +46,6 @@ from tagd.index.query import (
     Status,
     Tag,
     Taken,
-    parse,
-    search_sql,
     unparse,
 )
 

@@ -145,17 +145,17 @@ def test_file_replaced_before_write(writer, jpeg: Path, real_photo_dir: Path) ->
 
 def test_file_replaced_during_write(jpeg: Path, real_photo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another program rewrites the photo after exiftool made the temp file: tagd must not clobber it."""
-    from tagd.metadata import writer as writer_module
+    from tagd.metadata import files as files_module
 
     replacement = (real_photo_dir / "coffee.jpg").read_bytes()
     w = MetadataWriter()
-    real_fsync = writer_module._fsync_file
+    real_fsync = files_module.fsync_file
 
     def fsync_then_interfere(path: Path) -> None:
         real_fsync(path)
         jpeg.write_bytes(replacement)  # e.g. a sync client finishing a newer version
 
-    monkeypatch.setattr(writer_module, "_fsync_file", fsync_then_interfere)
+    monkeypatch.setattr(files_module, "fsync_file", fsync_then_interfere)
     try:
         with pytest.raises(WriteError, match="changed while writing"):
             w.write(w.read(jpeg), update())

@@ -73,12 +73,12 @@ def test_disk_full(writer, real_photo_dir: Path, small_tmpfs: Path) -> None:
 
 
 def test_injected_enospc_at_fsync(jpeg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagd.metadata import writer as writer_module
+    from tagd.metadata import files as files_module
 
     def no_space(path: Path) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer_module, "_fsync_file", no_space)
+    monkeypatch.setattr(files_module, "fsync_file", no_space)
     before = jpeg.read_bytes()
     w = MetadataWriter()
     try:

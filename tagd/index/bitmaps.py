@@ -20,7 +20,7 @@ import sqlite3
 from collections import defaultdict
 from typing import Iterable, Mapping
 
-from tagd.index.query import ACTIVE_STATES, STATE_CODE, STATUSES, SUGGESTION_STATES
+from tagd.index.query_tree import ACTIVE_STATES, STATE_CODE, STATUSES, SUGGESTION_STATES
 
 CHUNK_BITS = 1 << 14
 CHUNK_BYTES = CHUNK_BITS // 8

@@ -6,8 +6,14 @@ transaction, so it sees one consistent snapshot (bitmaps and rows together). Wri
 instead of failing on a lock upgrade. Busy errors that SQLite's own handler does not wait out
 are retried here, so "database is locked" does not reach a user.
 
-An `Index` is one connection: use it from one thread. numpy is imported only for embeddings, so
-`tagd search` and `tagd show` start without it.
+An `Index` is one connection: use it from one thread (or, with any_thread=True, from several
+one at a time). numpy is imported only for embeddings, so `tagd search` and `tagd show` start
+without it. What a photo's record holds, and its conversion to rows, is tagd.index.records'; the
+query language is tagd.index.query's; search and statistics run in tagd.index.search.
+
+Over 400 lines: on purpose. The Index class is the one owner of the connection and its
+transactions (retries, busy handling, the write lock), and each public method is a short
+transaction over it; spreading the class over mixins would hide which lock a method holds.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from tagd.boxes import Box
 from tagd.index import bitmaps, schema, tags
+from tagd.index.records import (  # PhotoRecord and IndexedTag: what callers hand the index
+    PHOTO_COLUMNS, IndexedTag, PhotoRecord, Prepared, decode_text, fs_bytes, hash_key, iso_text, parse_time, prepare,
+)
 from tagd.index.errors import (
     IndexBusyError,
     IndexCorruptError,
@@ -32,15 +39,8 @@ from tagd.index.errors import (
     IndexVersionError,
     NotIndexedError,
 )
-from tagd.index.query import (
-    SOURCE_CODE,
-    SOURCES,
-    STATE_CODE,
-    STATES,
-    STATUSES,
-    parse,
-    tag_key,
-)
+from tagd.index.query import parse
+from tagd.index.query_tree import SOURCE_CODE, SOURCES, STATE_CODE, STATES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,87 +57,22 @@ BUSY_TIMEOUT_S = 30.0
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 
 
-@dataclass
-class IndexedTag:
-    name: str
-    score: float  # 0..1
-    source: str  # "user" | "model" | "neighbours"
-    state: str  # "kept" | "added" | "suggested" | "suggested-removal" | "removed" | "rejected"
 
 
-@dataclass
-class PhotoRecord:
-    path: Path  # absolute
-    content_hash: str | None  # hex sha256 of the file's bytes
-    size: int
-    mtime_ns: int
-    width: int | None = None
-    height: int | None = None
-    taken: datetime | None = None  # EXIF DateTimeOriginal, naive local time
-    camera: str | None = None  # "Make Model"
-    status: str = "tagged"  # "tagged" | "failed" | "pending" | "gone"
-    error: str | None = None  # the reason when failed
-    model_version: str | None = None
-    tagged_at: datetime | None = None
-    tags: list[IndexedTag] = field(default_factory=list)
-    embedding: np.ndarray | None = None  # float32 (dim,), L2-normalised
-    # The user ran `tagd revert`: the daemon and scans leave the photo alone until
-    # `tagd tag --write` tags it again (which records it with this False).
-    reverted: bool = False
-    regions: list[Box] = field(default_factory=list)  # the detector's objects, best first
 
 
-def _decode_text(raw: bytes) -> str:
-    # Paths are bytes on Linux; an undecodable name comes back as Python's surrogate escapes.
-    return raw.decode("utf-8", "surrogateescape")
 
 
-def _clean(text: str | None) -> str | None:
-    """Text other than paths: lone surrogates become U+FFFD (SQLite TEXT must be UTF-8)."""
-    if text is None:
-        return None
-    text = str(text)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def fs_bytes(path: Path | str) -> bytes:
-    """A path as the bytes the index stores (bound as CAST(? AS TEXT))."""
-    return os.fsencode(Path(path))
 
 
-def _iso(value: datetime | None, *, naive: bool) -> str | None:
-    if value is None:
-        return None
-    if naive and value.tzinfo is not None:
-        value = value.replace(tzinfo=None)  # EXIF time is wall-clock time where it was taken
-    return value.isoformat()
 
 
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
-@dataclass
-class _Prepared:
-    path: Path
-    path_bytes: bytes
-    row: tuple[Any, ...]  # the photo columns after path, in _PHOTO_COLUMNS order
-    status: str
-    taken: str | None
-    tags: list[tuple[str, str, float, int, int]]  # key, name, score, source code, state code
-    embedding: tuple[int, float, bytes, bytes] | None  # dim, scale, int8 code, float16 vector
-    reverted: bool
-    regions: list[Box]
 
 
-_PHOTO_COLUMNS = (
-    "content_hash", "hash_key", "size", "mtime_ns", "width", "height", "taken", "camera", "camera_key",
-    "status", "error", "model_version", "tagged_at",
-)
 
 
 class Index:
@@ -169,7 +104,7 @@ class Index:
             )
         except sqlite3.Error as exc:
             raise IndexFileError(f"cannot open index {self.path}: {exc}") from None
-        self._conn.text_factory = _decode_text
+        self._conn.text_factory = decode_text
         try:
             self._setup()
         except BaseException:
@@ -314,9 +249,9 @@ class Index:
 
     def upsert_photos(self, records: Iterable[PhotoRecord]) -> None:
         """Insert or replace photos by path, with their tags and embeddings, in one transaction."""
-        by_path: dict[bytes, _Prepared] = {}
+        by_path: dict[bytes, Prepared] = {}
         for record in records:
-            prepared = _prepare(record)
+            prepared = prepare(record)
             by_path[prepared.path_bytes] = prepared  # the last record for a path wins
         if not by_path:
             return
@@ -325,7 +260,7 @@ class Index:
             # New photos are appended to this handle's similar() cache; other changes reload it.
             self._embeddings.after_write(*change)
 
-    def _upsert(self, conn: sqlite3.Connection, records: list[_Prepared]) -> tuple[int, int, list[tuple[int, int, float, bytes]], bool]:
+    def _upsert(self, conn: sqlite3.Connection, records: list[Prepared]) -> tuple[int, int, list[tuple[int, int, float, bytes]], bool]:
         """Write the records; return (embedding generation before, after, new photos' embeddings
         as (id, dim, scale, code), whether other embeddings changed)."""
         tags.load_cache(conn, self._tags)
@@ -337,10 +272,10 @@ class Index:
         tag_rows: list[tuple[int, int, float, int, int]] = []
         embedding_rows: list[tuple[int, int, float, bytes, bytes]] = []
         touched_embeddings = False
-        set_columns = ", ".join(f"{c} = ?" for c in _PHOTO_COLUMNS)
+        set_columns = ", ".join(f"{c} = ?" for c in PHOTO_COLUMNS)
         insert_sql = (
-            f"INSERT INTO photo (path, {', '.join(_PHOTO_COLUMNS)}) "
-            f"VALUES (CAST(? AS TEXT), {', '.join('?' * len(_PHOTO_COLUMNS))})"
+            f"INSERT INTO photo (path, {', '.join(PHOTO_COLUMNS)}) "
+            f"VALUES (CAST(? AS TEXT), {', '.join('?' * len(PHOTO_COLUMNS))})"
         )
         for rec in records:
             found = conn.execute("SELECT id, status, taken FROM photo WHERE path = CAST(? AS TEXT)", (rec.path_bytes,)).fetchone()
@@ -361,7 +296,7 @@ class Index:
                 photo_id, old_keys = new_id, set()
             if rec.reverted:
                 conn.execute("INSERT OR REPLACE INTO photo_reverted (photo_id, reverted_at) VALUES (?, ?)",
-                             (photo_id, _iso(datetime.now(timezone.utc).replace(microsecond=0), naive=False)))
+                             (photo_id, iso_text(datetime.now(timezone.utc).replace(microsecond=0), naive=False)))
             elif found:
                 conn.execute("DELETE FROM photo_reverted WHERE photo_id = ?", (photo_id,))
             if found:
@@ -465,12 +400,12 @@ class Index:
 
         def tx(conn: sqlite3.Connection) -> PhotoRecord | None:
             row = conn.execute(
-                f"SELECT id, path, {', '.join(_PHOTO_COLUMNS)} FROM photo WHERE path = CAST(? AS TEXT)", (path_b,)
+                f"SELECT id, path, {', '.join(PHOTO_COLUMNS)} FROM photo WHERE path = CAST(? AS TEXT)", (path_b,)
             ).fetchone()
             if row is None:
                 return None
             photo_id = row[0]
-            cols = dict(zip(_PHOTO_COLUMNS, row[2:]))
+            cols = dict(zip(PHOTO_COLUMNS, row[2:]))
             tag_list = [
                 IndexedTag(name, score, SOURCES[source], STATES[state])
                 for name, score, source, state in conn.execute(
@@ -496,12 +431,12 @@ class Index:
                 mtime_ns=cols["mtime_ns"],
                 width=cols["width"],
                 height=cols["height"],
-                taken=_dt(cols["taken"]),
+                taken=parse_time(cols["taken"]),
                 camera=cols["camera"],
                 status=cols["status"],
                 error=cols["error"],
                 model_version=cols["model_version"],
-                tagged_at=_dt(cols["tagged_at"]),
+                tagged_at=parse_time(cols["tagged_at"]),
                 tags=tag_list,
                 embedding=vector,
                 reverted=reverted,
@@ -512,7 +447,7 @@ class Index:
 
     def find_by_hash(self, content_hash: str) -> list[Path]:
         """Indexed paths whose file has this content (to recognise a moved or copied photo)."""
-        key = _hash_key(content_hash)
+        key = hash_key(content_hash)
         sql = "SELECT path FROM photo WHERE content_hash = ?"
         params: tuple[object, ...] = (content_hash,)
         if key is not None:
@@ -662,69 +597,12 @@ def _counter(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _hash_key(content_hash: str | None) -> int | None:
-    try:
-        return int(content_hash[:15], 16) if content_hash and len(content_hash) >= 15 else None
-    except ValueError:
-        return None
 
 
-@lru_cache(maxsize=65536)
-def _tag_name(name: str) -> tuple[str, str]:
-    """(display name, key) of a tag name as given: whitespace collapsed, valid UTF-8."""
-    display = _clean(" ".join(name.split())) or ""
-    return display, tag_key(display)
 
 
-def _prepare(record: PhotoRecord) -> _Prepared:
-    """Validate and convert one record outside the write transaction (cheap: runs per photo)."""
-    path = record.path if isinstance(record.path, Path) else Path(record.path)
-    if not path.is_absolute():
-        raise ValueError(f"{path}: index paths must be absolute")
-    if record.status not in _STATUSES:
-        raise ValueError(f"{path}: status {record.status!r} is not one of {STATUSES}")
-    taken = _iso(record.taken, naive=True)
-    camera = _clean(record.camera)
-    content_hash = _clean(record.content_hash)
-    row = (
-        content_hash,
-        _hash_key(content_hash),
-        int(record.size),
-        int(record.mtime_ns),
-        None if record.width is None else int(record.width),
-        None if record.height is None else int(record.height),
-        taken,
-        camera,
-        tag_key(camera) if camera else None,
-        record.status,
-        _clean(record.error),
-        _clean(record.model_version),
-        _iso(record.tagged_at, naive=False),
-    )
-    tag_list = []
-    for t in record.tags:
-        source, state = SOURCE_CODE.get(t.source), STATE_CODE.get(t.state)
-        if source is None:
-            raise ValueError(f"{path}: tag {t.name!r} has source {t.source!r}, not one of {SOURCES}")
-        if state is None:
-            raise ValueError(f"{path}: tag {t.name!r} has state {t.state!r}, not one of {STATES}")
-        score = float(t.score)
-        if not 0.0 <= score <= 1.0:
-            raise ValueError(f"{path}: tag {t.name!r} has score {score}, outside 0..1")
-        name, key = _tag_name(str(t.name))
-        if not key:
-            raise ValueError(f"{path}: empty tag name")
-        tag_list.append((key, name, score, source, state))
-    embedding = None
-    if record.embedding is not None:
-        from tagd.index.similar import encode_vector
-
-        embedding = encode_vector(record.embedding)
-    return _Prepared(path, os.fsencode(path), row, record.status, taken, tag_list, embedding, bool(record.reverted),
-                     list(record.regions))
 
 
-_STATUSES = frozenset(STATUSES)
 
 
 def _tags_of(conn: sqlite3.Connection, photo_ids: Sequence[int], source: int, states: Sequence[int]) -> dict[int, list[str]]:

@@ -12,7 +12,7 @@ import difflib
 import sqlite3
 from dataclasses import dataclass
 
-from tagd.index.query import OPERATORS, Node, Tag, leaves
+from tagd.index.query_tree import OPERATORS, Node, Tag, leaves
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ SQL statement; the tests check both against a plain Python evaluator.
 Ordering the first N of a large result reads an ordered index until N members are found
 (`path`, `taken`), or merges each query tag's score-ordered index (`score`); a small result is
 fetched whole and sorted here.
+
+Over 400 lines: one algorithm, the evaluation of a query tree over bitmaps with its cost-based
+choice between scoring strategies; its parts are only read together.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 from typing import Any, Generator, Iterable, Iterator
 
 from tagd.index import bitmaps
-from tagd.index.query import (
+from tagd.index.query_sql import Sql, leaf_photo_sql, resolve_sql, tag_row_sql
+from tagd.index.query_tree import (
     SOURCE_CODE,
     SOURCES,
     STATE_CODE,
@@ -36,16 +40,12 @@ from tagd.index.query import (
     Or,
     PathGlob,
     Source,
-    Sql,
     State,
     Status,
     Tag,
     Taken,
-    leaf_photo_sql,
     mentions_status,
     ranking_tags,
-    resolve_sql,
-    tag_row_sql,
 )
 
 RESTRICT_MAX = 20_000  # run a leaf's SQL only over the candidates when there are at most this many

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from tagd.index.query import tag_key
+from tagd.index.query_tree import tag_key
 
 
 @dataclass

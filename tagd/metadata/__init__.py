@@ -6,10 +6,8 @@ the safe write procedure; `MetadataWriter.revert(photo)` undoes what tagd did.
 """
 
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolMissing, check_available
-from tagd.metadata.writer import (
-    KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError, WriteOptions, WriteOutcome,
-    is_temp_file, remove_stale_temp_files,
-)
+from tagd.metadata.files import WriteError, is_temp_file, remove_stale_temp_files
+from tagd.metadata.writer import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteOptions, WriteOutcome
 
 __all__ = [
     "ExifTool", "ExifToolError", "ExifToolMissing", "check_available", "KeywordUpdate",

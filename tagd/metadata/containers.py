@@ -4,6 +4,9 @@ Before a write: refuse files whose structure is broken or hostile (truncated, no
 zero-length segments, two XMP packets, XMP with a DOCTYPE or invalid UTF-8). After a write:
 the payload (JPEG scan data, PNG IDAT, WebP bitstream) must be byte-identical, which proves
 the pixels were not re-encoded.
+
+Over 400 lines: one structure check per container format (JPEG, PNG, WebP, TIFF), each short
+and independent of the others, sharing the refusal messages and limits at the top.
 """
 
 from __future__ import annotations

@@ -7,12 +7,15 @@ carry over mode, owner and xattrs; make sure the original did not change meanwhi
 `os.replace`; fsync the directory. On any failure the temp file is removed and the original
 is byte-identical. Writing what is already there is a no-op, so repeated writes leave the
 file byte-identical to the first.
+
+Over 400 lines: MetadataWriter's read, write and revert and the steps of the safe write are one
+object's methods over one exiftool and one temp-file discipline. The disk side is in
+files.py, the keyword fields in fields.py, the container formats in containers.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import logging
 import os
@@ -25,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-from tagd.errors import TagdError
 from tagd.memory import large_operation
 from tagd.metadata.containers import (
     STASH_NONSTANDARD_HEADER, STASH_STANDARD_HEADER, XMP_NONSTANDARD_HEADER, Container, StructureError, inspect,
     jpeg_edit_stub, jpeg_head, jpeg_stub, jpeg_unstub, metadata_stub, png_stub, png_unstub, single_image, sniff,
 )
+from tagd.metadata import files
 from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
+from tagd.metadata.files import READ_ONLY_DIRECTORY, READ_ONLY_FILE, TEMP_MARK, InFileUnsafe, WriteError, remove_stale_temp_files
 from tagd.metadata.fields import (
     ALWAYS, FIELDS, READ_ARGS, SEPARATORS, FieldValues, PhotoInfo, as_list, hierarchy_values, keywords_after_edits, mwg_keywords, read_xp_keywords,
     structural_warnings, truncate_utf8, unique, xp_argument,
@@ -48,9 +52,7 @@ from tagd.metadata.webp import set_xmp
 
 log = logging.getLogger(__name__)
 
-TEMP_MARK = ".tagd-tmp-"
 _UNCHANGED: Any = object()  # regions: leave them as they are
-_TEMP_RE = re.compile(r"^\..*\.tagd-tmp-(\d+)-[0-9a-f]+(\.[^.]*)?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Differences in these are the point of a write (or exiftool's bookkeeping), not damage.
@@ -66,40 +68,14 @@ _EXPECTED_CHANGES = {
 }
 
 
-# The refusals that a chmod can lift (refused_for_permissions, writable).
-READ_ONLY_FILE = "read-only file (no write permission bits)"
-READ_ONLY_DIRECTORY = "directory is read-only (no write permission bits)"
 
 
-def refused_for_permissions(reason: str | None) -> bool:
-    return bool(reason) and reason.startswith((READ_ONLY_FILE, READ_ONLY_DIRECTORY))  # type: ignore[union-attr]
 
 
-def writable(target: Path) -> bool:
-    """Whether the permission bits of `target` (if it exists) and its folder now allow a
-    write: the checks behind READ_ONLY_FILE and READ_ONLY_DIRECTORY."""
-    bits = stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH
-    try:
-        if target.exists() and not os.stat(target).st_mode & bits:
-            return False
-        return bool(os.stat(target.parent).st_mode & bits)
-    except OSError:
-        return False
 
 
-class WriteError(TagdError):
-    """Keywords could not be written; the original is untouched. `reason` is one line."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
 
 
-class InFileUnsafe(WriteError):
-    """A sound photo that tagd cannot edit in place without changing something else in it
-    (exiftool would normalise a value, readers disagree about its XMP, ...): with
-    `write.sidecar = "auto"` its keywords go to a sidecar instead, the photo untouched."""
 
 
 @dataclass(frozen=True)
@@ -441,7 +417,7 @@ class MetadataWriter:
         try:
             folder_mode = os.stat(target.parent).st_mode
         except OSError as exc:
-            raise WriteError(target, _os_reason(exc)) from None
+            raise WriteError(target, files.os_reason(exc)) from None
         if not folder_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
             # Root could write anyway; the owner's intent counts, as for a read-only file.
             raise WriteError(target, f"{READ_ONLY_DIRECTORY}; not written")
@@ -490,21 +466,21 @@ class MetadataWriter:
                                       regions_written=bool(region_args))
                 if finish is not None:
                     digest = self._finish(target, temp, before, finish)
-            _fsync_file(temp)
+            files.fsync_file(temp)
             if not creating:
-                _copy_attributes(target, temp, current.stat, self.options.mtime)
+                files.copy_attributes(target, temp, current.stat, self.options.mtime)
             self._replace(temp, target, current.stat)
             return digest
         except BaseException as exc:
-            _unlink_quietly(temp)  # whatever went wrong, the original is untouched and no temp stays
+            files.unlink_quietly(temp)  # whatever went wrong, the original is untouched and no temp stays
             if isinstance(exc, ExifToolError):
                 raise WriteError(target, str(exc)) from None
             if isinstance(exc, OSError):
-                raise WriteError(target, _os_reason(exc)) from None
+                raise WriteError(target, files.os_reason(exc)) from None
             raise
         finally:
             if scratch is not None:
-                _unlink_quietly(scratch)
+                files.unlink_quietly(scratch)
 
     @staticmethod
     def _region_args(regions: dict[str, Any] | None | object, scratch: Path) -> list[str]:
@@ -596,8 +572,8 @@ class MetadataWriter:
         except StructureError as exc:
             raise WriteError(target, exc.reason) from None
         finally:
-            _unlink_quietly(piece_in)
-            _unlink_quietly(piece_out)
+            files.unlink_quietly(piece_in)
+            files.unlink_quietly(piece_out)
         with open(temp, "xb") as fh:
             for part in new:
                 fh.write(part)
@@ -609,7 +585,7 @@ class MetadataWriter:
             raise WriteError(target, "file vanished before writing") from None
         if not stat_mod.S_ISREG(st.st_mode):
             raise WriteError(target, "not a regular file")
-        if _changed(seen, st):
+        if files.changed(seen, st):
             raise WriteError(target, "file changed since its keywords were read; not written")
         if st.st_nlink > 1:
             raise WriteError(target, f"hard-linked ({st.st_nlink} links): rewriting would break the link; use sidecar mode")
@@ -620,7 +596,7 @@ class MetadataWriter:
         try:
             data = target.read_bytes()
         except OSError as exc:
-            raise WriteError(target, _os_reason(exc)) from None
+            raise WriteError(target, files.os_reason(exc)) from None
         try:
             return data, inspect(data, target.suffix)
         except StructureError as exc:
@@ -659,7 +635,7 @@ class MetadataWriter:
         if before.payload is not None and before.payload != after.payload:
             raise InFileUnsafe(original, "exiftool would re-encode its image data")
         if before.kind == "tiff":
-            _same_pixels(original, temp)
+            files.same_pixels(original, temp)
         old, new = self._metadata_records(original, source, original_data, new_data, before, after, temp, charset)
         if regions_written and _canonical(mwg.user_regions(old.get(REGION_INFO))) != \
                 _canonical(mwg.user_regions(new.get(REGION_INFO))):
@@ -735,20 +711,20 @@ class MetadataWriter:
                 now = os.stat(target)
             except FileNotFoundError:
                 raise WriteError(target, "file vanished while writing; not replaced") from None
-            if _changed(seen, now):
+            if files.changed(seen, now):
                 raise WriteError(target, "file changed while writing; not replaced (will retry when it settles)")
         elif target.exists():
             raise WriteError(target, "a sidecar appeared while writing; not replaced")
         os.replace(temp, target)
-        _fsync_dir(target.parent)
+        files.fsync_dir(target.parent)
 
     def _remove_sidecar(self, current: PhotoKeywords) -> None:
         assert current.stat is not None
         now = os.stat(current.target)
-        if _changed(current.stat, now):
+        if files.changed(current.stat, now):
             raise WriteError(current.target, "sidecar changed while reverting; not removed")
         os.unlink(current.target)
-        _fsync_dir(current.target.parent)
+        files.fsync_dir(current.target.parent)
 
     def _clean_stale_temp_files(self, directory: Path) -> None:
         """Remove temp files left by a tagd process that died between write and rename."""
@@ -761,43 +737,12 @@ class MetadataWriter:
             log.info("%s: removed %d temp file(s) left by an interrupted tagd", directory, removed)
 
 
-def remove_stale_temp_files(directory: Path) -> int:
-    removed = 0
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return 0
-    for entry in entries:
-        match = _TEMP_RE.match(entry.name)
-        if not match or not entry.is_file(follow_symlinks=False):
-            continue
-        pid = int(match.group(1))
-        if pid == os.getpid() or _alive(pid):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed += 1
-        except OSError:
-            pass
-    return removed
 
 
-def is_temp_file(name: str) -> bool:
-    return bool(_TEMP_RE.match(name))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
-def _changed(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_dev) != (b.st_size, b.st_mtime_ns, b.st_ino, b.st_dev)
 
 
 # The safe write holds a file several times over (original, temp, their image data): ~100 MB
@@ -838,73 +783,13 @@ def _warning_count(record: dict[str, Any]) -> int:
     return sum(int(n) for n in re.findall(r"\d+", str(record.get("ExifTool:Validate", "0"))))
 
 
-def _same_pixels(original: Path, temp: Path) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(original) as a, Image.open(temp) as b:
-            if a.size != b.size or a.mode != b.mode or a.tobytes() != b.tobytes():
-                raise WriteError(original, "image pixels would change; not written")
-    except WriteError:
-        raise
-    except Exception as exc:  # Pillow cannot read this TIFF flavour: exiftool's checks stand alone
-        log.debug("%s: pixel comparison skipped (%s)", original, exc)
 
 
-def _copy_attributes(original: Path, temp: Path, st: os.stat_result | None, mtime: str) -> None:
-    assert st is not None
-    os.chmod(temp, stat_mod.S_IMODE(st.st_mode))
-    tst = os.stat(temp)
-    if (tst.st_uid, tst.st_gid) != (st.st_uid, st.st_gid):
-        try:
-            os.chown(temp, st.st_uid, st.st_gid)
-        except PermissionError:
-            raise WriteError(original, "cannot keep the file's owner/group (permission denied); not written") from None
-    try:
-        names = os.listxattr(original)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        names = []
-    for name in names:
-        try:
-            os.setxattr(temp, name, os.getxattr(original, name))
-        except OSError as exc:
-            raise WriteError(original, f"cannot keep extended attribute {name} ({exc.strerror}); not written") from None
-    if mtime == "preserve":
-        os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("%s: could not remove temp file: %s", path, exc.strerror)
 
 
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "disk full; not written"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied; not written"
-    if exc.errno == errno.EROFS:
-        return "read-only file system; not written"
-    return f"{exc.strerror or exc}; not written"

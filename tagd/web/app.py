@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 
 from tagd.errors import ReadError
 from tagd.index.errors import QueryError
-from tagd.index.query import SORTS
+from tagd.index.query_tree import SORTS
 from tagd.web.auth import UNDO_DEPTH, Credentials, Session, Sessions
 from tagd.web.catalog import Catalog
 from tagd.web.thumbs import Thumbnails
@@ -196,9 +196,9 @@ def create_app(config: WebConfig) -> Starlette:
         name = request.query_params.get("name", "").strip()
         if not name:
             return RedirectResponse("/tags", status_code=303)
-        from tagd.index.query import _quote_tag
+        from tagd.index.query_tree import quote_tag
 
-        return await grid(request, session, query=_quote_tag(name), sort=request.query_params.get("sort", "score"), tag=name)
+        return await grid(request, session, query=quote_tag(name), sort=request.query_params.get("sort", "score"), tag=name)
 
     async def grid(request: Request, session: Session, *, query: str, sort: str, tag: str | None = None) -> Response:
         sort = sort if sort in SORTS else "score"

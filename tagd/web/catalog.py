@@ -52,11 +52,11 @@ class Catalog:
         self.roots = [Path(os.path.realpath(r)) for r in roots]
         # The index holds the paths as the roots were given (abspath), possibly through a symlink:
         # lists are limited to either form; serving checks the real path.
-        from tagd.index.query import _quote_value
+        from tagd.index.query_tree import quote_value
 
         given = [Path(os.path.abspath(r)) for r in roots]
         scopes = list(dict.fromkeys([*given, *self.roots]))
-        self._scope = " OR ".join("path:" + _quote_value(str(r)) for r in scopes)
+        self._scope = " OR ".join("path:" + quote_value(str(r)) for r in scopes)
         self._listed = scopes
         self._lock = threading.Lock()
 
@@ -71,7 +71,8 @@ class Catalog:
     def page(self, query: str, *, sort: str, offset: int, limit: int, suggestions: bool = False) -> Page:
         """Photos matching `query` (tagd search's language), `limit` of them from `offset`.
         Raises QueryError for a query that does not parse."""
-        from tagd.index.query import parse, unparse
+        from tagd.index.query import parse
+        from tagd.index.query_tree import unparse
 
         parsed = unparse(parse(query)) if query.strip() else ""
 

@@ -1,9 +1,11 @@
 """`tagd search`, `tagd show`, `tagd similar`, `tagd stats`: parse, call the index, print.
 
-`register(subparsers, embed)` adds the four commands to tagd's parser (replacing the reserved
-placeholders of the same names). Each command returns an exit status and raises TagdError for
-a failure a user can act on. Start-up stays light: no numpy, onnxruntime, PIL or tagd.model
-here at all; `tagd similar` on a photo that is not in the index calls the `embed` the CLI gave.
+Each command returns an exit status (tagd.cli.common) and raises TagdError for a failure a user
+can act on. Start-up stays light: no numpy, onnxruntime, PIL or tagd.model at import; only
+`tagd similar` on a photo that is not in the index loads the tagger (embed_photo).
+
+Over 400 lines: the four index commands share the reading of query words among options, the
+index they open and the way they print; each command itself is short.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from tagd.errors import ReadError, TagdError
+from tagd.cli.common import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE
+from tagd.errors import ReadError
 from tagd.index.errors import NotIndexedError, QueryError
-from tagd.index.query import SORTS
+from tagd.index.query_tree import SORTS
 from tagd.output import json_line, write as _write
-
-EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
 
 QUERY_HELP = """\
 query language (details: README, "Searching the index"):
@@ -36,24 +37,18 @@ a photo has a tag when its state is kept or added; --suggestions also counts sug
 exit status: 0 found, 1 nothing found (stderr names words no tag is called), 2 bad query."""
 
 
-Embed = Callable[[argparse.Namespace, Path], Any]  # a photo not in the index -> its embedding
-
-
-def register(subparsers: argparse._SubParsersAction, embed: Embed | None = None) -> None:
-    """Add search, show, similar and stats to tagd's subcommands. `embed`: how `similar` embeds
-    a photo that is not in the index (tagd.cli gives the tagger's; the index side never loads
-    a model itself)."""
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """search, show, similar and stats."""
     _add(subparsers, "search", _search_parser, cmd_search,
          help="find photos in the index with a query",
          description="Find photos in the index. Prints one path per line, best match first.")
     _add(subparsers, "show", _show_parser, cmd_show,
          help="show one photo's tags from the index",
          description="Show what the index holds for photos: tags with score, source and state, model, dates.")
-    _add(subparsers, "similar", _similar_parser, cmd_similar, defaults={"embed": embed},
+    _add(subparsers, "similar", _similar_parser, cmd_similar,
          help="find photos of the same subject",
          description="Find the photos nearest to PATH by embedding (what is in them). "
-                     + ("A photo that is not in the index is embedded on the fly." if embed else
-                        "The photo must be in the index."))
+                     "A photo that is not in the index is embedded on the fly.")
     _add(subparsers, "stats", _stats_parser, cmd_stats,
          help="index statistics",
          description="Photos by status, most common tags, failed files with reasons, index size.")
@@ -64,16 +59,26 @@ def _add(
     name: str,
     build: Callable[[argparse.ArgumentParser], None],
     func: Callable[[argparse.Namespace], int],
-    defaults: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    # argparse (3.11+) refuses a second parser of the same name; drop a reserved placeholder.
-    if name in subparsers._name_parser_map:
-        del subparsers._name_parser_map[name]
-        subparsers._choices_actions[:] = [a for a in subparsers._choices_actions if a.dest != name]
     parser = subparsers.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
     build(parser)
-    parser.set_defaults(func=func, **(defaults or {}))
+    parser.set_defaults(func=func)
+
+
+def embed_photo(args: argparse.Namespace, path: Path):  # noqa: ANN201 - numpy array, imported lazily
+    """`tagd similar` on a photo that is not in the index: embed it with the configured tagger."""
+    from tagd.config import load_settings
+    from tagd.model import Model
+    from tagd.tagger import Tagger
+
+    m = load_settings(getattr(args, "config", None)).model
+    tagger = Tagger(Model(getattr(args, "model", None) or m.path, threads=m.threads, providers=m.providers),
+                    batch_size=1, decode_workers=1, max_decode_pixels=m.max_decode_pixels)
+    result = next(iter(tagger.tag_paths([path])))
+    if not result.ok or result.embedding is None:
+        raise ReadError(path, result.error or "no embedding")
+    return result.embedding
 
 
 class _QueryWords(argparse.Action):
@@ -346,9 +351,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
                 raise ReadError(args.path, "no such file")
             if not path.is_file():
                 raise ReadError(args.path, "not a file (tagd similar takes one photo)")
-            if args.embed is None:
-                raise NotIndexedError(path)
-            embedding = args.embed(args, path)
+            embedding = embed_photo(args, path)
         hits = index.similar(embedding, k=args.k, exclude=path)
     end = "\0" if args.null else "\n"
     for hit_path, score in hits:
@@ -403,4 +406,4 @@ def _size(n: int) -> str:
     return f"{value:.1f} GB"
 
 
-__all__ = ["register", "cmd_search", "cmd_show", "cmd_similar", "cmd_stats", "QUERY_HELP", "TagdError"]
+__all__ = ["add_parsers", "cmd_search", "cmd_show", "cmd_similar", "cmd_stats", "QUERY_HELP"]

@@ -1,0 +1,74 @@
+"""What every command shares: the exit codes, the usage error, the photos a command line names,
+the index it opens, the one-line summary of a run. One table of exit codes for all of tagd:
+
+  0  done (search: something found)
+  1  a photo failed, nothing was found, or tagd could not do what was asked (the line says why)
+  2  the command line or the query is wrong
+  130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tagd.errors import TagdError
+
+log = logging.getLogger("tagd")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_NO_MATCH = EXIT_FAILED  # search, show, similar: nothing found
+
+
+class UsageError(TagdError):
+    """The command line asks for something inconsistent (exit 2)."""
+
+
+def open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
+    from tagd.index.db import Index
+
+    return Index(args.index or settings.index.path)
+
+
+def existing_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
+    """The index if there is one: reverting a photo never creates an index."""
+    path = Path(args.index or settings.index.path)
+    return open_index(args, settings) if path.exists() else None
+
+
+def select_photos(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202 - Settings, photos.Selection
+    """The photos the command line names, found as scan and the daemon find them (tagd.photos):
+    the same formats and globs (watch.*), and no symlink followed out of the folders given.
+    Paths stay absolute but unresolved: the index holds them so, and a symlinked folder keeps
+    the name it was given."""
+    from tagd.photos import select
+
+    w = settings.watch
+    return select(args.paths, w.extensions, w.include, w.exclude, w.follow_symlinks)
+
+
+def exit_status(command: str, done: int, failed: int) -> int:
+    """No photo at all is a failure with its own message; otherwise any failed photo is."""
+    if done == 0:
+        print(f"tagd {command}: no photos found", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def counted_failure(item) -> int:  # noqa: ANN001 - TagResult or PhotoOutcome
+    """1 for a photo that failed, else 0. Its row on stdout says why; the same line goes to stderr
+    too when stdout is not a terminal (redirected, the errors still show), else only with -v: in a
+    terminal both streams land on one screen, and each error read twice."""
+    if item.ok:
+        return 0
+    log.log(logging.INFO if stdout_is_terminal() else logging.WARNING, "%s: %s", item.path, item.error)
+    return 1
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
