@@ -226,6 +226,40 @@ def cooccurrence_lift(tag: str, context: Iterable[str], library: LibraryStats, p
     return math.exp(sum(logs) / len(logs)) if logs else None
 
 
+def _likelihood_ratios(folded: str, is_user: bool, raw: float | None, library: LibraryStats, params: RefineParams, *,
+                       votes: Mapping[str, float] | None, n_usable: int, completed: Mapping[str, float],
+                       context: set[str]) -> tuple[float | None, float | None, float | None, float | None]:
+    """Each source's likelihood ratio for tag `folded` on this photo (model, neighbours,
+    co-occurrence, low-rank); None where a source cannot tell. `votes`: the neighbours' shares
+    (None when too few neighbours carry weight); `raw`: the model's score, None where the model
+    does not know the word.
+
+    A low raw score from a model that may be blind to this user's idea of the tag is not
+    evidence against; a tag absent from the neighbours is, only when the library makes it
+    expected there. Co-occurrence only ever supports (a photo lacking a usual companion tag
+    proves little)."""
+    use_m, use_n, use_c = params.sources
+    prior = library.prior(folded)
+    m_lr = library.model_lr(folded, raw) if use_m and raw is not None and params.calibrate else None
+    if use_m and raw is not None and not params.calibrate and params.raw_odds_reference is not None:
+        m_lr = (_odds(raw) / _odds(params.raw_odds_reference)) ** params.model_weight
+    counted = library.counts.get(folded, 0) >= params.min_tag_count
+    n_share = votes.get(folded, 0.0) if use_n and votes is not None and counted else None
+    n_lr = None
+    if n_share is not None and prior > 0:
+        n_lr = (n_share + 0.02) / (prior + 0.02)
+        if n_lr < 1.0 and n_usable * prior < params.expected_to_refute:
+            n_lr = None
+        elif params.neighbour_weight != 1.0:
+            n_lr **= params.neighbour_weight
+    l_lr = None
+    if folded in completed and prior > 0 and counted and (params.lowrank_on_user_tags or not is_user):
+        l_lr = ((completed[folded] + 0.02) / (prior + 0.02)) ** params.lowrank_weight
+    c_lr = cooccurrence_lift(folded, context - {folded}, library, params) if use_c else None
+    c_lr = min(params.max_cooccurrence_lr, max(1.0, c_lr)) if c_lr is not None else None
+    return m_lr, n_lr, c_lr, l_lr
+
+
 def refine(
     current: Sequence[str],
     model_scores: Mapping[str, float],
@@ -304,7 +338,7 @@ def refine(
     context = set(user_f) | {c.casefold() for c in (candidates or ())}
 
     evidence: list[Evidence] = []
-    use_m, use_n, use_c = params.sources
+    use_m = params.sources[0]
     n_usable = sum(1 for n in neighbours[: params.k] if n.similarity < params.near_duplicate)
     candidate_f = {c.casefold() for c in candidates} if candidates is not None else None
     lo, hi = 1.0 / params.max_lr, params.max_lr
@@ -312,27 +346,9 @@ def refine(
         is_user = folded in user_f
         prior = library.prior(folded)
         raw = scores.get(folded) if folded in known else None
-        # Each source is a likelihood ratio; a source that cannot tell says 1. A low raw score
-        # from a model that may be blind to this user's idea of the tag is not evidence against;
-        # a tag absent from the neighbours is, only when the library makes it expected there.
-        m_lr = library.model_lr(folded, raw) if use_m and raw is not None and params.calibrate else None
-        if use_m and raw is not None and not params.calibrate and params.raw_odds_reference is not None:
-            m_lr = (_odds(raw) / _odds(params.raw_odds_reference)) ** params.model_weight
-        n_share = votes.get(folded, 0.0) if use_n and have_neighbours and library.counts.get(folded, 0) >= params.min_tag_count else None
-        n_lr = None
-        if n_share is not None and prior > 0:
-            n_lr = (n_share + 0.02) / (prior + 0.02)
-            if n_lr < 1.0 and n_usable * prior < params.expected_to_refute:
-                n_lr = None
-            elif params.neighbour_weight != 1.0:
-                n_lr **= params.neighbour_weight
-        l_lr = None
-        if folded in completed and prior > 0 and library.counts.get(folded, 0) >= params.min_tag_count and (
-                params.lowrank_on_user_tags or not is_user):
-            l_lr = ((completed[folded] + 0.02) / (prior + 0.02)) ** params.lowrank_weight
-        # Co-occurrence only ever supports (a photo lacking a usual companion tag proves little).
-        c_lr = cooccurrence_lift(folded, context - {folded}, library, params) if use_c else None
-        c_lr = min(params.max_cooccurrence_lr, max(1.0, c_lr)) if c_lr is not None else None
+        m_lr, n_lr, c_lr, l_lr = _likelihood_ratios(
+            folded, is_user, raw, library, params, votes=votes if have_neighbours else None, n_usable=n_usable,
+            completed=completed, context=context)
         ratios = [min(hi, max(lo, r)) for r in (m_lr, n_lr, c_lr, l_lr) if r is not None]
         if is_user:
             base = params.user_precision

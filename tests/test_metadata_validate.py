@@ -50,10 +50,10 @@ def test_new_validation_warnings_refused(writer: MetadataWriter, real_photo_dir:
     assert before.payload == after.payload  # only the metadata differs
     assert (metadata_stub(clean, before) is None) == bool(trailer)  # the path under test: stubs or whole files
     with pytest.raises(WriteError, match="would leave a new warning"):
-        writer._metadata_records(original, original, clean, warned, before, after, temp, "UTF8")
+        writer.safe._metadata_records(original, original, clean, warned, before, after, temp, "UTF8")
     # The other way round (the edit removes warnings) is fine, and so is no change at all.
-    writer._metadata_records(temp, temp, warned, clean, after, before, original, "UTF8")
-    writer._metadata_records(original, original, clean, clean, before, before, original, "UTF8")
+    writer.safe._metadata_records(temp, temp, warned, clean, after, before, original, "UTF8")
+    writer.safe._metadata_records(original, original, clean, clean, before, before, original, "UTF8")
     assert sorted(tmp_path.iterdir()) == [original, temp]  # the stubs live elsewhere and are gone
 
 
@@ -127,7 +127,7 @@ def test_jpeg_keywords_written_through_the_stub_or_whole(writer: MetadataWriter,
     import subprocess
 
     from tagd.metadata import KeywordUpdate
-    from tagd.metadata import containers, writer as writer_mod
+    from tagd.metadata import containers, safe_write as writer_mod
 
     unstubbed: list[int] = []
     real_unstub = containers.jpeg_unstub

@@ -1,71 +1,53 @@
-"""Reading and writing a photo's keywords, atomically and verified, with provenance for revert.
+"""Reading and writing a photo's keywords, with provenance for revert: which file holds them
+(the photo or a sidecar), what each keyword field must hold (the MWG rule, hierarchies, IPTC
+charsets, XP keywords, regions), what tagd's namespace records, and what must read back.
 
-The safe write procedure (shared/METADATA.md): refuse broken or hostile files; have exiftool
-write a temp file beside the original; check the temp file (image payload byte-identical,
-all other metadata unchanged, keywords read back, no new validation warnings); fsync it;
-carry over mode, owner and xattrs; make sure the original did not change meanwhile;
-`os.replace`; fsync the directory. On any failure the temp file is removed and the original
-is byte-identical. Writing what is already there is a no-op, so repeated writes leave the
-file byte-identical to the first.
+Every write goes through the safe write procedure (tagd.metadata.safe_write: a verified temp
+file, fsynced, swapped in with os.replace; the original byte-identical on any failure), with
+the disk primitives in files.py, the keyword fields in fields.py, the containers in
+containers.py. Writing what is already there is a no-op, so repeated writes leave the file
+byte-identical to the first.
 
-Over 400 lines: MetadataWriter's read, write and revert and the steps of the safe write are one
-object's methods over one exiftool and one temp-file discipline. The disk side is in
-files.py, the keyword fields in fields.py, the container formats in containers.py.
+Over 400 lines: read, write and revert share the field mapping and the provenance rules,
+which are one piece of knowledge (what tagd did to which field, and how to undo it).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
 import re
-import secrets
 import stat as stat_mod
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal
 
-from tagd.memory import large_operation
 from tagd.metadata.containers import (
     STASH_NONSTANDARD_HEADER, STASH_STANDARD_HEADER, XMP_NONSTANDARD_HEADER, Container, StructureError, inspect,
-    jpeg_edit_stub, jpeg_head, jpeg_stub, jpeg_unstub, metadata_stub, png_stub, png_unstub, single_image, sniff,
+    jpeg_head, jpeg_stub,
 )
-from tagd.metadata import files
-from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool, first_error
-from tagd.metadata.files import READ_ONLY_DIRECTORY, READ_ONLY_FILE, TEMP_MARK, InFileUnsafe, WriteError, remove_stale_temp_files
+from tagd.metadata.exiftool import ExifTool, ExifToolError, ExifToolPool
+from tagd.metadata.files import InFileUnsafe, WriteError
 from tagd.metadata.fields import (
-    ALWAYS, FIELDS, READ_ARGS, SEPARATORS, FieldValues, PhotoInfo, as_list, hierarchy_values, keywords_after_edits, mwg_keywords, read_xp_keywords,
-    structural_warnings, truncate_utf8, unique, xp_argument,
+    ALWAYS, FIELDS, READ_ARGS, SEPARATORS, FieldValues, PhotoInfo, as_list, hierarchy_values, keywords_after_edits,
+    mwg_keywords, read_xp_keywords, structural_warnings, truncate_utf8, unique, xp_argument,
 )
 from tagd.metadata.iptc import MIXED as IPTC_MIXED, READ_CHARSET as IPTC_READ_CHARSET, IptcState, keyword_args
 from tagd.metadata.jpeg_xmp import drop_stash, fold, has_legacy_xmp, packets_by_precedence, unfold
 from tagd.metadata.provenance import NS, Provenance
 from tagd.metadata.regions import REGION_INFO, Box
 from tagd.metadata import regions as mwg
+from tagd.metadata.safe_write import SafeWrite
 from tagd.metadata.sidecar import (
     IN_FILE_SUFFIXES, SidecarNaming, SidecarPolicy, existing_sidecar, sidecar_path, wants_sidecar,
 )
-from tagd.metadata.webp import set_xmp
 
 log = logging.getLogger(__name__)
 
 _UNCHANGED: Any = object()  # regions: leave them as they are
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-# Differences in these are the point of a write (or exiftool's bookkeeping), not damage.
-_EXPECTED_CHANGES = {
-    *FIELDS.values(),
-    "Photoshop:IPTCDigest", "IPTC:CodedCharacterSet", "XMP-x:XMPToolkit", "SourceFile",
-    "ExifTool:Validate", "ExifTool:Warning", "ExifTool:ExifToolVersion",
-    "RIFF:WebP_Flags",  # the VP8X flag that announces an XMP chunk
-    "IPTC:EnvelopeRecordVersion",  # added with CodedCharacterSet (envelope record 1:90)
-    # exiftool's note that the XMP did not fit one JPEG segment and went on in Extended XMP
-    # segments: the layout of the packet, not data (every property is compared, wherever it sits).
-    "XMP-xmpNote:HasExtendedXMP",
-}
 
 
 
@@ -141,8 +123,7 @@ class MetadataWriter:
     def __init__(self, exiftool: ExifTool | ExifToolPool | None = None, options: WriteOptions = WriteOptions()) -> None:
         self.exiftool = exiftool or ExifTool()
         self.options = options
-        self._cleaned_dirs: set[Path] = set()
-        self._clean_lock = threading.Lock()
+        self.safe = SafeWrite(self.exiftool, options.mtime)
 
     @property
     def parallelism(self) -> int:
@@ -243,7 +224,7 @@ class MetadataWriter:
             except StructureError as exc:
                 refusal = exc.reason
                 record = self._exiftool_record(path)
-            records = self._packet_records(path, packets_by_precedence(data, container), Path(scratch))
+            records = self.safe.packet_records(path, packets_by_precedence(data, container), Path(scratch))
         # Every packet's keywords are the user's (some reader shows each packet): the union, the
         # winning (standard) packet's first. The fold itself keeps the standard packet's values.
         for tag in (t for t in FIELDS.values() if t.startswith("XMP-")):
@@ -254,16 +235,6 @@ class MetadataWriter:
             record[_REFUSAL] = f"its XMP cannot be folded into one packet ({refusal})"
         return record
 
-    def _packet_records(self, path: Path, packets: list[bytes], scratch: Path) -> list[dict[str, Any]]:
-        """exiftool's reading of each XMP packet on its own."""
-        files = []
-        for i, packet in enumerate(packets):
-            files.append(scratch / f"packet{i}.xmp")
-            files[-1].write_bytes(packet)
-        try:
-            return self.exiftool.read_json(files, _ALL_ARGS)
-        except ExifToolError as exc:
-            raise WriteError(path, f"cannot read metadata: {exc}") from None
 
     # ---- writing --------------------------------------------------------------------------
     def write(self, current: PhotoKeywords, update: KeywordUpdate) -> WriteOutcome:
@@ -348,7 +319,7 @@ class MetadataWriter:
         if set(current.keywords) == set(prov.written) and set(users) == set(before_tagd):
             # Untouched since tagd's last write: every field back exactly as it was.
             if created:
-                self._remove_sidecar(current)
+                self.safe.remove_sidecar(current.target, current.stat)
                 return WriteOutcome(current.photo, current.target, True, current.file_keywords, "removed the sidecar tagd created")
             values = {short: prov.originals.get(short) for short in set(FIELDS) if short in prov.originals or short in current.fields.present}
             # XMP tagd folded goes back as it was, byte for byte (jpeg_xmp), IPTC to its charset.
@@ -399,14 +370,13 @@ class MetadataWriter:
     def _apply(self, current: PhotoKeywords, values: dict[str, list[str] | None], provenance: Provenance | None,
                finish: Callable[[bytes, Container], bytes] | None = None, restore_iptc: IptcState | None = None,
                regions: dict[str, Any] | None | object = _UNCHANGED) -> str:
-        """Write through the safe procedure; returns the sha256 of the file as written.
-        `finish`: a last change of the JPEG's segments after exiftool's verified edit (revert
-        of folded XMP: jpeg_xmp.unfold or drop_stash). `restore_iptc`: a revert's IPTC charset
-        and digest to go back to (iptc.keyword_args). `regions`: the RegionInfo to write (None:
-        remove it; _UNCHANGED: leave it)."""
+        """Write `values` and `provenance` through the safe procedure (tagd.metadata.safe_write);
+        returns the sha256 of the file as written. `finish`: a last change of the JPEG's
+        segments after exiftool's verified edit (revert of folded XMP: jpeg_xmp.unfold or
+        drop_stash). `restore_iptc`: a revert's IPTC charset and digest to go back to
+        (iptc.keyword_args). `regions`: the RegionInfo to write (None: remove it; _UNCHANGED:
+        leave it)."""
         target = current.target
-        self._clean_stale_temp_files(target.parent)
-        creating = current.stat is None
         if current.structure_warnings:
             raise WriteError(target, f"damaged metadata ({current.structure_warnings[0]}); not rewritten")
         if current.in_file_refusal and target == current.photo:
@@ -414,73 +384,34 @@ class MetadataWriter:
         if current.iptc.charset == IPTC_MIXED and values.get("iptc") is not None:
             raise InFileUnsafe(target, "its IPTC mixes UTF-8 and Latin-1 text without saying which, and rewriting it "
                                        "would garble one of them")
-        try:
-            folder_mode = os.stat(target.parent).st_mode
-        except OSError as exc:
-            raise WriteError(target, files.os_reason(exc)) from None
-        if not folder_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
-            # Root could write anyway; the owner's intent counts, as for a read-only file.
-            raise WriteError(target, f"{READ_ONLY_DIRECTORY}; not written")
-        large = not creating and current.stat is not None and current.stat.st_size >= LARGE_FILE_BYTES
-        with large_operation if large else contextlib.nullcontext():
-            with tempfile.TemporaryDirectory(prefix="tagd-regions-") as scratch:
-                return self._apply_locked(current, values, provenance, creating, finish, restore_iptc,
-                                          self._region_args(regions, Path(scratch)))
-
-    def _apply_locked(self, current: PhotoKeywords, values: dict[str, list[str] | None],
-                      provenance: Provenance | None, creating: bool,
-                      finish: Callable[[bytes, Container], bytes] | None, restore_iptc: IptcState | None,
-                      region_args: list[str]) -> str:
-        target = current.target
-        original_data, before = b"", None
-        if not creating:
-            original_data, before = self._precheck(target, current.stat)
-        temp = self._temp_name(target, target.suffix)
-        source, scratch = target, None  # what exiftool rewrites when it takes a whole file
-        args = [*self._exiftool_args(values, provenance, current.iptc, restore_iptc), *region_args]
         # One charset reads both files in the checks: a declared block ignores it, and only an
         # undeclared Latin block (before, or after a revert) needs Latin.
         charsets = {current.iptc.charset, restore_iptc.charset if restore_iptc else "none"}
         charset = IPTC_READ_CHARSET if charsets & {"Latin", IPTC_MIXED} else "UTF8"
-        try:
-            kind = None if creating else sniff(original_data[:16])
-            if before is not None and has_legacy_xmp(before):
-                # The edit, and every check of it, start from the file with its XMP folded
-                # into one standard packet (jpeg_xmp): what every reader will then see.
-                original_data = self._fold(target, original_data, before)
-                before = inspect(original_data, target.suffix)
-                if not single_image(before):
-                    source = scratch = self._temp_name(target, target.suffix)
-                    scratch.write_bytes(original_data)
-            if creating:
-                self._exiftool_create(target, temp, args, [])
-            elif kind == "webp":
-                self._write_webp(target, original_data, temp, args)
-            elif kind == "jpeg" and before is not None and single_image(before):
-                self._write_jpeg(target, original_data, before, temp, args)
-            elif not (kind == "png" and self._write_png(target, original_data, temp, args)):
-                self._exiftool_create(target, temp, ["-o", Path(os.path.abspath(temp)), *args], [source])
-            digest = ""
-            if before is not None:
-                digest = self._verify(target, source, original_data, before, temp, values, provenance, charset,
-                                      regions_written=bool(region_args))
-                if finish is not None:
-                    digest = self._finish(target, temp, before, finish)
-            files.fsync_file(temp)
-            if not creating:
-                files.copy_attributes(target, temp, current.stat, self.options.mtime)
-            self._replace(temp, target, current.stat)
-            return digest
-        except BaseException as exc:
-            files.unlink_quietly(temp)  # whatever went wrong, the original is untouched and no temp stays
-            if isinstance(exc, ExifToolError):
-                raise WriteError(target, str(exc)) from None
-            if isinstance(exc, OSError):
-                raise WriteError(target, files.os_reason(exc)) from None
-            raise
-        finally:
-            if scratch is not None:
-                files.unlink_quietly(scratch)
+        regions_written = regions is not _UNCHANGED
+        edited = {*FIELDS.values(), *([REGION_INFO] if regions_written else [])}
+
+        def expected(key: str) -> bool:
+            return key in edited or key.startswith(f"{NS}:")
+
+        def check(old: dict[str, Any], new: dict[str, Any], temp: Path) -> None:
+            """Everything tagd wrote reads back as written; the user's own regions come through."""
+            if regions_written and _canonical(mwg.user_regions(old.get(REGION_INFO))) != \
+                    _canonical(mwg.user_regions(new.get(REGION_INFO))):
+                raise InFileUnsafe(target, "its own MWG regions would not come through unchanged")
+            got = FieldValues.from_exiftool(new, read_xp_keywords(temp) if temp.suffix else None).present
+            for short, wanted in values.items():
+                if (got.get(short) or None) != (wanted or None):
+                    raise InFileUnsafe(target, f"its {FIELDS[short]} keywords did not read back as they were written")
+            got_prov = Provenance.from_exiftool(new)
+            if (got_prov.comparable() if got_prov else None) != (provenance.comparable() if provenance else None):
+                raise InFileUnsafe(target, "tagd's record of its changes did not read back as it was written")
+
+        with tempfile.TemporaryDirectory(prefix="tagd-regions-") as scratch:
+            args = [*self._exiftool_args(values, provenance, current.iptc, restore_iptc),
+                    *self._region_args(regions, Path(scratch))]
+            return self.safe.apply(target, current.stat, args, charset=charset, expected=expected, check=check,
+                                   finish=finish)
 
     @staticmethod
     def _region_args(regions: dict[str, Any] | None | object, scratch: Path) -> list[str]:
@@ -490,117 +421,14 @@ class MetadataWriter:
             return [f"-{REGION_INFO}="]
         return [f"-j={mwg.import_file(regions, scratch)}"]  # type: ignore[arg-type]
 
-    def _fold(self, target: Path, data: bytes, container: Container) -> bytes:
-        """The JPEG with its legacy XMP folded (jpeg_xmp.fold), checked with exiftool: the one
-        packet must read as each old packet read on its own, the standard packet's values
-        winning where they disagree."""
-        try:
-            folded = fold(data, container)
-        except StructureError as exc:
-            raise InFileUnsafe(target, f"its XMP cannot be folded into one packet ({exc.reason})") from None
-        packets = packets_by_precedence(data, container)
-        merged = packets_by_precedence(folded, inspect(folded, target.suffix))
-        with tempfile.TemporaryDirectory(prefix="tagd-fold-") as scratch:
-            *old, new = self._packet_records(target, [*packets, *merged], Path(scratch))
-        expected: dict[str, Any] = {}
-        for record in old:
-            expected.update(record)
-        changed = sorted(k for k in set(expected) | set(new) if k.startswith("XMP") and expected.get(k) != new.get(k))
-        if changed:
-            raise InFileUnsafe(target, f"folding its XMP packets into one would change {', '.join(changed[:3])}")
-        return folded
 
-    def _finish(self, target: Path, temp: Path, before: Container, finish: Callable[[bytes, Container], bytes]) -> str:
-        """Apply `finish` to the verified temp file; its image data must stay as it was."""
-        data = temp.read_bytes()
-        try:
-            new = finish(data, inspect(data, target.suffix))
-            after = inspect(new, target.suffix)
-        except StructureError as exc:
-            raise WriteError(target, f"the reverted file failed the structure check: {exc.reason}") from None
-        if after.payload != before.payload:
-            raise WriteError(target, "image data would change; not reverted")
-        with open(temp, "wb") as fh:
-            fh.write(new)
-        return hashlib.sha256(new).hexdigest()
 
-    def _temp_name(self, target: Path, suffix: str) -> Path:
-        return target.parent / f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
 
-    def _exiftool_create(self, target: Path, output: Path, args: list[str | Path], sources: list[Path]) -> None:
-        out, err = self.exiftool.execute([*args, *(Path(os.path.abspath(s)) for s in sources or [output])])
-        # With a JSON import (-j=, the regions) exiftool reports its count on stderr instead.
-        if "1 image files created" not in out + err or not output.is_file():
-            raise WriteError(target, f"exiftool did not write it: {first_error(err) or out.strip() or 'no output'}")
 
-    def _write_png(self, target: Path, data: bytes, temp: Path, args: list[str]) -> bool:
-        """exiftool edits the PNG without its image data (a stub, see containers.png_stub), and
-        the image data goes back in: exiftool CRC-checks every chunk it copies, in Perl (~2 s for
-        20 MB). False when the file cannot be cut that way: the caller writes it whole."""
-        try:
-            stub, idat_run = png_stub(data)
-        except StructureError:
-            return False
-        self._edit_apart(target, temp, args, stub, ".png", lambda out: png_unstub(out, idat_run))
-        return True
 
-    def _write_jpeg(self, target: Path, data: bytes, container: Container, temp: Path, args: list[str]) -> None:
-        """exiftool edits the JPEG's metadata alone (a stub without the scan data, see containers.
-        jpeg_edit_stub); the scan data goes back after it. Half the exiftool time of a whole-file
-        rewrite, and Perl never copies the megabytes of image data."""
-        assert container.payload is not None
-        payload = container.payload
-        self._edit_apart(target, temp, args, jpeg_edit_stub(data, container), ".jpg", lambda out: jpeg_unstub(out, payload))
 
-    def _write_webp(self, target: Path, data: bytes, temp: Path, args: list[str]) -> None:
-        """exiftool edits the XMP as a standalone packet; webp.set_xmp swaps the chunk."""
-        packets = inspect(data, target.suffix).xmp_packets
-        self._edit_apart(target, temp, args, packets[0] if packets else None, ".xmp", lambda out: [set_xmp(data, out)])
 
-    def _edit_apart(self, target: Path, temp: Path, args: list[str], piece: bytes | None, suffix: str,
-                    put_back: Callable[[bytes], Sequence[bytes | memoryview]]) -> None:
-        """exiftool edits `piece`, a part of the file (None: a new one), as a file of its own;
-        `put_back` gives the whole new file's parts from what exiftool wrote; they go into `temp`."""
-        piece_in, piece_out = self._temp_name(target, suffix), self._temp_name(target, suffix)
-        try:
-            if piece is not None:
-                piece_in.write_bytes(piece)
-                self._exiftool_create(target, piece_out, ["-o", Path(os.path.abspath(piece_out)), *args], [piece_in])
-            else:
-                self._exiftool_create(target, piece_out, args, [])
-            new = put_back(piece_out.read_bytes())
-        except StructureError as exc:
-            raise WriteError(target, exc.reason) from None
-        finally:
-            files.unlink_quietly(piece_in)
-            files.unlink_quietly(piece_out)
-        with open(temp, "xb") as fh:
-            for part in new:
-                fh.write(part)
 
-    def _precheck(self, target: Path, seen: os.stat_result) -> tuple[bytes, Container]:
-        try:
-            st = os.stat(target)
-        except FileNotFoundError:
-            raise WriteError(target, "file vanished before writing") from None
-        if not stat_mod.S_ISREG(st.st_mode):
-            raise WriteError(target, "not a regular file")
-        if files.changed(seen, st):
-            raise WriteError(target, "file changed since its keywords were read; not written")
-        if st.st_nlink > 1:
-            raise WriteError(target, f"hard-linked ({st.st_nlink} links): rewriting would break the link; use sidecar mode")
-        if not st.st_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
-            raise WriteError(target, f"{READ_ONLY_FILE}; not written")
-        if not os.access(target.parent, os.W_OK | os.X_OK):
-            raise WriteError(target, "directory is not writable; use sidecar mode elsewhere or fix permissions")
-        try:
-            data = target.read_bytes()
-        except OSError as exc:
-            raise WriteError(target, files.os_reason(exc)) from None
-        try:
-            return data, inspect(data, target.suffix)
-        except StructureError as exc:
-            raise WriteError(target, exc.reason) from None
 
     def _exiftool_args(self, values: dict[str, list[str] | None], provenance: Provenance | None,
                        iptc: IptcState, restore_iptc: IptcState | None) -> list[str]:
@@ -621,120 +449,6 @@ class MetadataWriter:
         args += provenance.assignments() if provenance else [f"-{NS}:all="]
         return args
 
-    def _verify(self, original: Path, source: Path, original_data: bytes, before: Container, temp: Path,
-                values: dict[str, list[str] | None], provenance: Provenance | None, charset: str,
-                regions_written: bool = False) -> str:
-        """Refuse a temp file that is not the original plus exactly our edit; returns its sha256.
-        `original_data` and `before`: the original's bytes and structure, as the edit started
-        from them (held in `source`: the original itself, or a scratch copy of its folded form)."""
-        new_data = temp.read_bytes()
-        try:
-            after = inspect(new_data, original.suffix)
-        except StructureError as exc:
-            raise WriteError(original, f"written file failed the structure check: {exc.reason}") from None
-        if before.payload is not None and before.payload != after.payload:
-            raise InFileUnsafe(original, "exiftool would re-encode its image data")
-        if before.kind == "tiff":
-            files.same_pixels(original, temp)
-        old, new = self._metadata_records(original, source, original_data, new_data, before, after, temp, charset)
-        if regions_written and _canonical(mwg.user_regions(old.get(REGION_INFO))) != \
-                _canonical(mwg.user_regions(new.get(REGION_INFO))):
-            raise InFileUnsafe(original, "its own MWG regions would not come through unchanged")
-        expected = _EXPECTED_CHANGES | ({REGION_INFO} if regions_written else set())
-        changed = sorted(
-            key for key in set(old) | set(new)
-            if key not in expected and not key.startswith(f"{NS}:") and not key.startswith("Composite:")
-            and not key.endswith(("Offset", "Offsets"))  # where data sits moves; the data is checked apart
-            and old.get(key) != new.get(key)
-        )
-        if changed:
-            raise InFileUnsafe(original, f"exiftool would also change {', '.join(changed[:5])} in it")
-        got = FieldValues.from_exiftool(new, read_xp_keywords(temp) if temp.suffix else None).present
-        for short, expected in values.items():
-            if (got.get(short) or None) != (expected or None):
-                raise InFileUnsafe(original, f"its {FIELDS[short]} keywords did not read back as they were written")
-        got_prov = Provenance.from_exiftool(new)
-        if (got_prov.comparable() if got_prov else None) != (provenance.comparable() if provenance else None):
-            raise InFileUnsafe(original, "tagd's record of its changes did not read back as it was written")
-        return hashlib.sha256(new_data).hexdigest()
-
-    def _metadata_records(self, original: Path, source: Path, original_data: bytes, new_data: bytes,
-                          before: Container, after: Container, temp: Path, charset: str
-                          ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """All metadata of the original and the temp file, refusing new validation warnings.
-
-        `exiftool -validate` costs ~18 ms on a 12 MP JPEG and ~1.7 s on a 20 MB PNG, nearly all
-        of it spent walking image data that is already proven byte-identical. So a JPEG whose
-        payload is one image (no trailer such as MPF previews, whose offsets need the whole
-        file) and a PNG are read and validated as their metadata alone (containers.
-        metadata_stub), both files in one call (~4 ms each). Both stubs lack the same image
-        data, so warnings about that cancel out; any difference comes from the edit.
-        """
-        # The payloads are equal (checked before): one scan says whether both are one image.
-        one_image = single_image(before) if before.kind == "jpeg" else None
-        stubs = [metadata_stub(original_data, before, one_image), metadata_stub(new_data, after, one_image)]
-        if stubs[0] is not None and stubs[1] is not None:
-            with tempfile.TemporaryDirectory(prefix="tagd-verify-") as scratch:
-                paths = []
-                for name, stub in zip(("before", "after"), stubs):
-                    path = Path(scratch) / f"{name}{original.suffix.lower()}"
-                    path.write_bytes(stub)
-                    paths.append(path)
-                old, new = self._read_all(original, paths, charset, validate=True)
-            if _warning_count(new) > _warning_count(old):
-                raise InFileUnsafe(original, f"exiftool would leave a new warning in it ({new.get('ExifTool:Warning')})")
-            return old, new
-        # Other containers: the files themselves; the original validated only when needed.
-        old, new = self._read_all(original, [source, temp], charset, validate=False)
-        new_warnings = self._validation_count(original, temp)
-        if new_warnings and new_warnings > self._validation_count(original, source):
-            raise InFileUnsafe(original, f"exiftool would leave a new warning in it ({new.get('ExifTool:Warning')})")
-        return old, new
-
-    def _read_all(self, original: Path, paths: list[Path], charset: str, validate: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-        try:
-            old, new = self.exiftool.read_json(paths, [*_ALL_ARGS, *(["-validate"] if validate else [])], charset)
-        except ExifToolError as exc:
-            raise WriteError(original, f"cannot re-read the written file: {exc}") from None
-        return old, new
-
-    def _validation_count(self, original: Path, path: Path) -> int:
-        try:
-            (record,) = self.exiftool.read_json([path], _VALIDATE_ARGS)
-        except ExifToolError as exc:
-            raise WriteError(original, f"cannot validate the written file: {exc}") from None
-        return _warning_count(record)
-
-    def _replace(self, temp: Path, target: Path, seen: os.stat_result | None) -> None:
-        if seen is not None:
-            try:
-                now = os.stat(target)
-            except FileNotFoundError:
-                raise WriteError(target, "file vanished while writing; not replaced") from None
-            if files.changed(seen, now):
-                raise WriteError(target, "file changed while writing; not replaced (will retry when it settles)")
-        elif target.exists():
-            raise WriteError(target, "a sidecar appeared while writing; not replaced")
-        os.replace(temp, target)
-        files.fsync_dir(target.parent)
-
-    def _remove_sidecar(self, current: PhotoKeywords) -> None:
-        assert current.stat is not None
-        now = os.stat(current.target)
-        if files.changed(current.stat, now):
-            raise WriteError(current.target, "sidecar changed while reverting; not removed")
-        os.unlink(current.target)
-        files.fsync_dir(current.target.parent)
-
-    def _clean_stale_temp_files(self, directory: Path) -> None:
-        """Remove temp files left by a tagd process that died between write and rename."""
-        with self._clean_lock:
-            if directory in self._cleaned_dirs:
-                return
-            self._cleaned_dirs.add(directory)
-        removed = remove_stale_temp_files(directory)
-        if removed:
-            log.info("%s: removed %d temp file(s) left by an interrupted tagd", directory, removed)
 
 
 
@@ -745,11 +459,13 @@ class MetadataWriter:
 
 
 
-# The safe write holds a file several times over (original, temp, their image data): ~100 MB
-# for a 20 MB PNG or TIFF, so large files take tagd.memory's lock.
-LARGE_FILE_BYTES = 8 << 20
 
-_VALIDATE_ARGS = ["-G1", "-n", "-validate", "-ExifTool:Validate", "-ExifTool:Warning"]
+
+
+
+
+
+
 def _canonical(value: Any) -> Any:
     """A structure with its numbers compared as numbers ("0.5000" is "0.5")."""
     if isinstance(value, dict):
@@ -764,7 +480,6 @@ def _canonical(value: Any) -> Any:
 
 # Keys tagd adds to an exiftool record it read (never exiftool's own: those have a group).
 _STASHED, _REFUSAL = "tagd:stashed-xmp", "tagd:in-file-refusal"
-_ALL_ARGS = ["-a", "-G1", "-n", "-struct", "-all", "--System:all", "--File:all"]
 
 
 def _keywords_of(fields: dict[str, list[str] | None]) -> list[str]:
@@ -778,9 +493,6 @@ def _current_keywords(values: FieldValues, prov: Provenance | None) -> list[str]
     return keywords_after_edits(values, prov.added, prov.written) if prov else mwg_keywords(values)
 
 
-def _warning_count(record: dict[str, Any]) -> int:
-    # With -n, Validate reads "errors warnings minor-warnings".
-    return sum(int(n) for n in re.findall(r"\d+", str(record.get("ExifTool:Validate", "0"))))
 
 
 
