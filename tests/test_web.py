@@ -276,6 +276,8 @@ def test_add_rename_and_undo_on_a_selection_reach_the_files_and_revert_stays_exa
             assert (record.size, record.mtime_ns, record.content_hash) == (p.stat().st_size, p.stat().st_mtime_ns, sha(p))
 
     assert client.post("/undo", data={"csrf": csrf, "next": "/"}).status_code == 303
+    client.post("/rename", data={"csrf": csrf, "old": "no such tag", "new": "other"})
+    assert "Renamed no such tag to other: no photo had it, nothing changed." in client.get("/").text
     assert subject(photos[0]) == originals[photos[0]] and subject(photos[1]) == originals[photos[1]]
     reverted = tagd(env, "--index", str(index), "revert", str(photos[0]))
     assert reverted.returncode == 0, reverted.stderr

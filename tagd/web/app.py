@@ -237,18 +237,27 @@ def create_app(config: WebConfig) -> Starlette:
 
     async def image(request: Request, session: Session) -> Response:
         px = config.thumbnail_px if request.url.path.startswith("/thumb/") else PREVIEW_PX
-        found = await run_in_threadpool(catalog.file, int(request.path_params["photo_id"]))
+        # A gallery page asks for 120 of these at once. The id lookup (one indexed row, a
+        # realpath) and a cached thumbnail (tens of kB in the page cache) are read right here:
+        # two thread hops per image would cost more than the work. Making one goes to a thread.
+        found = catalog.file(int(request.path_params["photo_id"]))
         if found is None or not found[1]:
             return PlainTextResponse("no such photo", status_code=404)
         path, content_hash = found
+        headers = {"Cache-Control": "private, max-age=31536000, immutable"}
+        if px == config.thumbnail_px:
+            try:
+                return Response(config.thumbnails.path_for(content_hash, px).read_bytes(), media_type="image/jpeg",
+                                headers=headers)
+            except (FileNotFoundError, ValueError):
+                pass
         try:
             cached = await run_in_threadpool(config.thumbnails.get, path, content_hash, px)
         except ReadError as exc:
             return PlainTextResponse(f"cannot show this photo: {exc.reason}", status_code=422)
         except OSError as exc:
             return PlainTextResponse(f"cannot show this photo: {exc.strerror or exc}", status_code=500)
-        return FileResponse(cached, media_type="image/jpeg",
-                            headers={"Cache-Control": "private, max-age=31536000, immutable"})
+        return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
     # -- changes ----------------------------------------------------------------------------------
 
@@ -298,8 +307,11 @@ def create_app(config: WebConfig) -> Starlette:
 
     def tell(session: Session, done: Any) -> None:
         n = len(done.changed)
+        said = f"{done.description[0].upper()}{done.description[1:]}"
         if n:
-            session.flash.append(f"{done.description[0].upper()}{done.description[1:]} on {n} photo{'s' if n != 1 else ''}.")
+            session.flash.append(f"{said} on {n} photo{'s' if n != 1 else ''}.")
+        elif not done.failed:
+            session.flash.append(f"{said}: no photo had it, nothing changed.")
         for path, reason in done.failed[:5]:
             session.flash.append(f"{path.name}: {reason}")
         if len(done.failed) > 5:

@@ -44,13 +44,13 @@ class Thumbnails:
         self._slots = threading.BoundedSemaphore(workers)
 
     def path_for(self, content_hash: str, px: int) -> Path:
+        if not _is_hex(content_hash):  # it names a file: nothing but a sha256 may
+            raise ValueError(f"not a content hash: {content_hash!r}")
         return self.directory / content_hash[:2] / f"{content_hash}-{px}.jpg"
 
     def get(self, photo: Path, content_hash: str, px: int) -> Path:
         """The cached rendition of `photo` (whose content is `content_hash`), made if missing.
         Raises ReadError with the reason when the photo cannot be decoded."""
-        if not _is_hex(content_hash):
-            raise ValueError(f"not a content hash: {content_hash!r}")
         target = self.path_for(content_hash, px)
         if target.is_file():
             return target
