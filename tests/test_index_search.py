@@ -189,14 +189,14 @@ class Library:
             d = photo.taken.date()
             return (node.lo is None or d >= node.lo) and (node.hi is None or d < node.hi)
         if isinstance(node, PathGlob):
-            body = node.pattern.rstrip("/") or "/"
+            body = node.value.rstrip("/") or "/"
             if not body.startswith("/"):
                 body = "*/" + body
             regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in body)
             path = str(photo.path)
             return bool(re.fullmatch(regex, path, re.S) or re.fullmatch(regex + "/.*", path, re.S))
         if isinstance(node, Camera):
-            return photo.camera is not None and key(node.text) in key(photo.camera)
+            return photo.camera is not None and key(node.value) in key(photo.camera)
         if isinstance(node, Status):
             return photo.status == node.value
         if isinstance(node, Source):

@@ -113,13 +113,13 @@ def leaf_photo_sql(leaf: Leaf, suggestions: bool) -> Sql:
             params.append(leaf.hi.isoformat())
         return Sql(f"(p.taken IS NOT NULL AND {' AND '.join(parts)})", tuple(params))
     if isinstance(leaf, PathGlob):
-        file_glob, folder_glob = glob_patterns(leaf.pattern)
+        file_glob, folder_glob = glob_patterns(leaf.value)
         return Sql(
             "(p.path GLOB CAST(? AS TEXT) OR p.path GLOB CAST(? AS TEXT))",
             (_path_param(file_glob), _path_param(folder_glob)),
         )
     if isinstance(leaf, Camera):
-        return Sql("(p.camera_key IS NOT NULL AND instr(p.camera_key, ?) > 0)", (tag_key(leaf.text),))
+        return Sql("(p.camera_key IS NOT NULL AND instr(p.camera_key, ?) > 0)", (tag_key(leaf.value),))
     if isinstance(leaf, Status):
         return Sql("p.status = ?", (leaf.value,))
     if isinstance(leaf, Source):

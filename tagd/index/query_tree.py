@@ -86,33 +86,38 @@ class Taken:
 
 
 @dataclass(frozen=True)
-class PathGlob:
-    pattern: str
-    col: int = field(default=0, compare=False)
+class _Filter:
+    """`field:value`: one value the user typed, and where."""
 
-
-@dataclass(frozen=True)
-class Camera:
-    text: str
-    col: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class Status:
     value: str
     col: int = field(default=0, compare=False)
 
 
+# One class per field, so that a tree says which filter each leaf is (dataclass equality
+# compares the class too: Status("x") is not Source("x")).
 @dataclass(frozen=True)
-class Source:
-    value: str
-    col: int = field(default=0, compare=False)
+class PathGlob(_Filter):
+    """path:GLOB, as typed (query_sql.glob_patterns reads it)."""
 
 
 @dataclass(frozen=True)
-class State:
-    value: str
-    col: int = field(default=0, compare=False)
+class Camera(_Filter):
+    """camera:TEXT, a substring of "Make Model"."""
+
+
+@dataclass(frozen=True)
+class Status(_Filter):
+    """status:tagged|failed|pending|gone (lower case)."""
+
+
+@dataclass(frozen=True)
+class Source(_Filter):
+    """source:user|model|neighbours (lower case)."""
+
+
+@dataclass(frozen=True)
+class State(_Filter):
+    """state:kept|added|... (lower case)."""
 
 
 @dataclass(frozen=True)
@@ -222,9 +227,9 @@ def unparse(node: Node) -> str:
         assert node.hi is not None
         return f"taken:<{node.hi.isoformat()}"
     if isinstance(node, PathGlob):
-        return "path:" + quote_value(node.pattern)
+        return "path:" + quote_value(node.value)
     if isinstance(node, Camera):
-        return "camera:" + quote_value(node.text)
+        return "camera:" + quote_value(node.value)
     if isinstance(node, Status):
         return f"status:{node.value}"
     if isinstance(node, Source):
