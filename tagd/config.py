@@ -138,6 +138,30 @@ class RefineSettings(_Section):
 
 class IndexSettings(_Section):
     path: Path = Field(default_factory=default_index_path, description="SQLite index file.")
+    url: str | None = Field(
+        None,
+        description='A PostgreSQL database instead of the SQLite file, shared by several machines: '
+                    '"postgresql://user:password@host/dbname" (libpq URL; needs `pip install \'tagd[postgres]\'`).',
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it out for the SQLite file in index.path)")
+        return value or None
+
+    def target(self) -> Path | str:
+        """What tagd.index.db.Index opens: the server's URL when one is set, else the file."""
+        return self.url or self.path
+
+    def use(self, given: Path | str) -> None:
+        """A command line's `--index`: a file path or a postgresql:// URL."""
+        if isinstance(given, str) and given.startswith(("postgresql://", "postgres://")):
+            self.url = given
+        else:
+            self.url = None
+            self.path = Path(given)
 
 
 class WebSettings(_Section):
@@ -161,7 +185,12 @@ def describe(settings: "Settings") -> list[tuple[str, Any, str]]:
     for section_name, section_field in type(settings).model_fields.items():
         section = getattr(settings, section_name)
         for key, field in type(section).model_fields.items():
-            rows.append((f"{section_name}.{key}", getattr(section, key), field.description or ""))
+            value = getattr(section, key)
+            if (section_name, key) == ("index", "url") and value:
+                from tagd.index.postgres import redact  # a password does not belong on a screen
+
+                value = redact(value)
+            rows.append((f"{section_name}.{key}", value, field.description or ""))
     return rows
 
 

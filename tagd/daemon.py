@@ -127,7 +127,7 @@ class Daemon:
 
         check_available()  # before the index or the model: the quickest failure first
         s = self.settings
-        self.index = Index(s.index.path)
+        self.index = Index(s.index.target())
         self.tagger = make_tagger(s)
         self.model = self.tagger.model
         vocab = self.tagger.vocabulary
@@ -172,7 +172,7 @@ class Daemon:
         added = [r for r in roots if r not in self.roots]
         # The open index stays: a fresh load would drop `--index` and point reconciliation's
         # reader at another database than the one this process writes.
-        fresh.index.path = self.settings.index.path
+        fresh.index.path, fresh.index.url = self.settings.index.path, self.settings.index.url
         self.settings = fresh
         self.pipeline.mode = fresh.refine.mode  # refine.neighbours takes a restart
         self.roots = roots
@@ -199,7 +199,7 @@ class Daemon:
         from tagd.scan import plan
 
         try:
-            with Index(self.settings.index.path, readonly=True) as reader:
+            with Index(self.settings.index.target(), readonly=True) as reader:
                 found = plan(reader, roots, self.filter, self.model.version, self.settings.watch.follow_symlinks)
         except Exception:
             log.exception("reconciliation failed; retrying at the next rescan")

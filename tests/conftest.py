@@ -117,3 +117,44 @@ def tmpfs(mount: Path, size: str):
 
 def temp_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tagd-tmp-" in p.name)
+
+
+# -- the index backends: SQLite files, and a real PostgreSQL server ---------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the session (tests/postgres_harness.py); skips, saying why,
+    where none can run."""
+    from postgres_harness import PgServer, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer()
+    try:
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        server.stop()
+        pytest.fail(f"PostgreSQL did not start: {exc.stderr.decode(errors='replace')[-2000:]}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_backend(request: pytest.FixtureRequest, tmp_path: Path):
+    """A factory of fresh, empty index targets on each backend: a new SQLite file path, or the
+    URL of a new PostgreSQL database. The same tests run on both."""
+    if request.param == "sqlite":
+        counter = iter(range(10**9))
+        return lambda: tmp_path / f"index-{next(counter)}.sqlite3"
+    server = request.getfixturevalue("pg_server")
+    url: list[str] = []
+
+    def fresh() -> str:
+        if not url:
+            url.append(server.new_database())
+            return url[0]
+        return server.emptied(url[0])
+
+    return fresh

@@ -121,6 +121,26 @@ def test_the_index_side_never_imports_the_model_runtime() -> None:
             assert not third_party & {"onnxruntime", "PIL", "torch"}, name
 
 
+def test_the_scale_out_extras_are_imported_only_where_they_are_used() -> None:
+    """psycopg and ray are extras (tagd[postgres], tagd[ray]): only tagd.index.postgres imports
+    psycopg and only tagd.backfill imports ray, both inside functions, so the default install
+    runs every command without them."""
+    owners = {"psycopg": "tagd.index.postgres", "ray": "tagd.backfill"}
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                used = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                used = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            for extra in used & set(owners):
+                assert name == owners[extra], f"{name} imports {extra}"
+                assert id(node) not in top, f"{name} imports {extra} at module level"
+
+
 def test_a_module_over_400_lines_says_why_at_its_top() -> None:
     """Modules fit in a head; the few that do not say why in their docstring ("Over 400 lines: ...")."""
     long = []

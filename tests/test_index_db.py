@@ -1,4 +1,7 @@
-"""The index file and its library API: schema, migrations, records, moves, vocabulary, similar, stats."""
+"""The index and its library API: schema, migrations, records, moves, vocabulary, similar, stats.
+
+Tests taking `index` (or `index_backend`) run twice: on an SQLite file and on a real PostgreSQL
+server (tests/postgres_harness.py); the rest are about the SQLite file itself."""
 
 from __future__ import annotations
 
@@ -36,7 +39,14 @@ def rec(path: str, *tags: tuple[str, float, str, str], **kw: object) -> PhotoRec
 
 
 @pytest.fixture
-def index(tmp_path: Path) -> Index:
+def index(index_backend) -> Index:
+    with Index(index_backend()) as ix:
+        ix.set_vocabulary(VOCAB)
+        yield ix
+
+
+@pytest.fixture
+def sqlite_index(tmp_path: Path) -> Index:
     with Index(tmp_path / "data" / "tagd" / "index.sqlite3") as ix:
         ix.set_vocabulary(VOCAB)
         yield ix
@@ -212,8 +222,8 @@ def test_vocabulary_is_stored_once_and_rebuilt_when_it_changes(index: Index) -> 
     assert index.count("furniture") == 0
 
 
-def test_hierarchy_is_transitive_and_cycles_do_not_hang(tmp_path: Path) -> None:
-    with Index(tmp_path / "i.sqlite3") as ix:
+def test_hierarchy_is_transitive_and_cycles_do_not_hang(index_backend) -> None:
+    with Index(index_backend()) as ix:
         ix.set_vocabulary([("a", ["b"], []), ("b", ["c"], []), ("c", ["a"], []), ("d", ["c"], [])])
         ix.upsert_photos([rec("/p/d.jpg", ("d", 0.5, "model", "kept"))])
         assert ix.count("a") == ix.count("b") == ix.count("c") == ix.count("d") == 1
@@ -230,7 +240,9 @@ def test_strange_names_are_data(index: Index) -> None:
     assert index.get(Path("/p/not-utf8-\udcff.jpg")) is not None
     assert [h.path for h in index.search('path:"*\udcff*"')] == [Path("/p/not-utf8-\udcff.jpg")]
     assert index.count("") == len(paths)
-    tables = index.read(lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+    catalog = ("SELECT tablename FROM pg_tables WHERE schemaname = 'public'" if index.dialect == "postgresql"
+               else "SELECT name FROM sqlite_master WHERE type = 'table'")
+    tables = index.read(lambda c: {r[0] for r in c.execute(catalog)})
     assert {"photo", "tag", "photo_tag"} <= tables
 
 
@@ -301,7 +313,8 @@ def test_dates_are_stored_as_wall_clock_time(index: Index) -> None:
     assert index.count("taken:2024-06-15") == 1
 
 
-def test_a_second_writer_waits_instead_of_failing(index: Index) -> None:
+def test_a_second_writer_waits_instead_of_failing(sqlite_index: Index) -> None:
+    index = sqlite_index
     with Index(index.path) as other:
         other._conn.execute("BEGIN IMMEDIATE")
         index.busy_timeout = 0.3
@@ -313,7 +326,8 @@ def test_a_second_writer_waits_instead_of_failing(index: Index) -> None:
     assert index.count("") == 1
 
 
-def test_file_modes_untouched_by_readers(index: Index) -> None:
+def test_file_modes_untouched_by_readers(sqlite_index: Index) -> None:
+    index = sqlite_index
     index.upsert_photos([rec("/p/a.jpg")])
     before = os.stat(index.path).st_mtime_ns
     with Index(index.path, readonly=True) as ro:
@@ -363,9 +377,8 @@ def test_reverted_flag_round_trip_and_cleared_by_a_new_record(index: Index) -> N
     assert index._conn.execute("SELECT count(*) FROM photo_reverted").fetchone()[0] == 0
 
 
-def _index_at_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> Path:
+def _index_at_version(path: Path | str, monkeypatch: pytest.MonkeyPatch, version: int) -> Path | str:
     """An index made by a tagd whose schema stopped at `version`, holding one tagged photo."""
-    path = tmp_path / "index.sqlite3"
     with monkeypatch.context() as m:
         m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
         with Index(path) as ix:
@@ -374,22 +387,22 @@ def _index_at_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: 
     return path
 
 
-def test_a_version_1_index_is_upgraded_with_its_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _index_at_version(tmp_path, monkeypatch, 1)
+def test_a_version_1_index_is_upgraded_with_its_photos(index_backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _index_at_version(index_backend(), monkeypatch, 1)
     with Index(path) as ix:
-        assert ix._conn.execute("PRAGMA user_version").fetchone()[0] == schema.latest_version()
+        assert schema.version(ix._conn) == schema.latest_version()
         got = ix.get(Path("/p/a.jpg"))
         assert [t.name for t in got.tags] == ["cat"] and got.reverted is False
         ix.upsert_photos([rec("/p/a.jpg", reverted=True)])
         assert ix.get(Path("/p/a.jpg")).reverted
 
 
-def test_regions_round_trip_and_go_with_their_photo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_regions_round_trip_and_go_with_their_photo(index_backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """The detector's objects (v3): stored with the photo, best first, replaced by a new record,
     kept through a move, gone with the photo; a version-2 index is upgraded to hold them."""
     from tagd.boxes import Box
 
-    path = _index_at_version(tmp_path, monkeypatch, 2)
+    path = _index_at_version(index_backend(), monkeypatch, 2)
     boxes = [Box("person", 0.93, 0.5, 0.4, 0.3, 0.8), Box("dog", 0.71, 0.2, 0.7, 0.1, 0.2)]
     with Index(path) as ix:
         assert ix.get(Path("/p/a.jpg")).regions == []

@@ -378,7 +378,7 @@ def check(index: Index, lib: Library, query: object, sort: str, limit: int | Non
         assert h.taken == t
     assert index.count(text, suggestions=suggestions) == len(expected), text
 
-    sql = search_sql(query, sort=sort, limit=limit, suggestions=suggestions)
+    sql = search_sql(query, sort=sort, limit=limit, suggestions=suggestions, dialect=index.dialect)
     rows = index.read(lambda c: c.execute(sql.text, sql.params).fetchall())
     assert [r[1] for r in rows] == want, ("reference SQL", text)
     assert [r[3] for r in rows] == [scores[p] for p in want]
@@ -389,9 +389,11 @@ def check(index: Index, lib: Library, query: object, sort: str, limit: int | Non
     queries=st.lists(st.tuples(QUERIES, st.sampled_from(["score", "taken", "path"]), st.sampled_from([None, 1, 3]), st.booleans()), min_size=1, max_size=12),
     plan=st.sampled_from(PLANS),
 )
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-def test_random_queries_match_the_evaluator(steps: list[tuple], queries: list[tuple], plan: dict) -> None:
-    with tempfile.TemporaryDirectory() as tmp, Index(Path(tmp) / "index.sqlite3") as index, ExitStack() as patches:
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+def test_random_queries_match_the_evaluator(index_backend, steps: list[tuple], queries: list[tuple], plan: dict) -> None:
+    """On both backends: the same random libraries, the same queries, the same answers."""
+    with Index(index_backend()) as index, ExitStack() as patches:
         for name, value in plan.items():
             patches.enter_context(mock.patch.object(engine, name, value))
         lib = Library(VOCAB, {}, {})
@@ -400,14 +402,14 @@ def test_random_queries_match_the_evaluator(steps: list[tuple], queries: list[tu
             check(index, lib, query, sort, limit, suggestions)
 
 
-def test_bitmaps_equal_a_rebuild_after_random_updates() -> None:
+def test_bitmaps_equal_a_rebuild_after_random_updates(index_backend) -> None:
     """The incremental bitmap edits leave exactly what a rebuild from the rows would."""
     from tagd.index import bitmaps, tags
 
     @given(steps=histories())
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     def run(steps: list[tuple]) -> None:
-        with tempfile.TemporaryDirectory() as tmp, Index(Path(tmp) / "index.sqlite3") as index:
+        with Index(index_backend()) as index:
             replay(index, Library(VOCAB, {}, {}), steps)
             snapshot = "SELECT kind, key, chunk, bits FROM bitmap ORDER BY kind, key, chunk"
             incremental = index.read(lambda c: c.execute(snapshot).fetchall())
@@ -423,9 +425,9 @@ def test_bitmaps_equal_a_rebuild_after_random_updates() -> None:
     run()
 
 
-def test_known_answers() -> None:
+def test_known_answers(index_backend) -> None:
     """A few hand-checked cases, readable without the evaluator."""
-    with tempfile.TemporaryDirectory() as tmp, Index(Path(tmp) / "i.sqlite3") as index:
+    with Index(index_backend()) as index:
         index.set_vocabulary(VOCAB)
         T = IndexedTag
         index.upsert_photos([

@@ -43,3 +43,6 @@ def test_scripts_install_installs_links_and_tags(real_photo_dir: Path, tmp_path:
         if name in pinned:
             assert line.replace("+cpu", "") == pinned[name], f"{line} is not the pinned {pinned[name]}"
     assert "tagd @ file://" in freeze and "-e " not in freeze
+    # The scale-out extras stay out of the default install (tagd[postgres], tagd[ray]).
+    installed = {line.split("==")[0].lower() for line in freeze.splitlines()}
+    assert not installed & {"psycopg", "psycopg-binary", "ray"}, installed

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from tagd.errors import TagdError
 
@@ -26,16 +28,21 @@ class UsageError(TagdError):
     """The command line asks for something inconsistent (exit 2)."""
 
 
+def index_target(text: str) -> Path | str:
+    """`--index`: an SQLite file, or a postgresql:// URL (which a Path would mangle)."""
+    return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
+
+
 def open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
     from tagd.index.db import Index
 
-    return Index(args.index or settings.index.path)
+    return Index(args.index or settings.index.target())
 
 
 def existing_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202
-    """The index if there is one: reverting a photo never creates an index."""
-    path = Path(args.index or settings.index.path)
-    return open_index(args, settings) if path.exists() else None
+    """The index if there is one: reverting a photo never creates an index (a server's always is)."""
+    target = args.index or settings.index.target()
+    return open_index(args, settings) if isinstance(target, str) or Path(target).exists() else None
 
 
 def select_photos(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202 - Settings, photos.Selection
@@ -72,3 +79,24 @@ def stdout_is_terminal() -> bool:
         return sys.stdout.isatty()
     except (AttributeError, ValueError):  # replaced or closed
         return False
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def folders(given: Sequence[Path], settings, verb: str) -> list[Path]:  # noqa: ANN001 - Settings
+    """The folders `run`, `scan` or `backfill` work on (the command line's, else watch.roots), each one there:
+    the same usage error from each, before the model or the index is touched."""
+    roots = [Path(os.path.abspath(p)) for p in (given or settings.watch.roots)]
+    if not roots:
+        raise UsageError(f"nothing to {verb}: give folders (`tagd {'run' if verb == 'watch' else verb} ~/Pictures`) "
+                         "or set watch.roots in the config")
+    missing = [r for r in roots if not r.is_dir()]
+    if missing:
+        raise UsageError(f"not a folder: {missing[0]}")
+    return roots

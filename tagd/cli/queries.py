@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from tagd.cli.common import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE
+from tagd.cli.common import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, positive
 from tagd.errors import ReadError
 from tagd.index.errors import NotIndexedError, QueryError
 from tagd.index.query_tree import SORTS
@@ -152,7 +152,7 @@ def _show_parser(p: argparse.ArgumentParser) -> None:
 
 def _similar_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", type=Path, metavar="PATH", help="a photo, in the index or not")
-    p.add_argument("-k", "--limit", dest="k", type=_positive, default=10, metavar="N", help="how many photos (default 10)")
+    p.add_argument("-k", "--limit", dest="k", type=positive, default=10, metavar="N", help="how many photos (default 10)")
     p.add_argument("--json", action="store_true", help="one JSON object per photo per line: path, score")
     p.add_argument("-0", "--null", action="store_true", help="end paths with NUL instead of newline")
     p.add_argument("--model", type=Path, metavar="DIR", help="model bundle for a photo not in the index (default: config model.path)")
@@ -170,19 +170,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def index_path(args: argparse.Namespace) -> Path:
+def index_path(args: argparse.Namespace) -> Path | str:
+    """The SQLite file or the postgresql:// URL the query commands read."""
     if getattr(args, "index", None):
-        return Path(args.index)
+        return args.index
     from tagd.config import load_settings  # pydantic: only when no --index was given
 
-    return load_settings(getattr(args, "config", None)).index.path
+    return load_settings(getattr(args, "config", None)).index.target()
 
 
 def _open(args: argparse.Namespace):  # noqa: ANN202 - tagd.index.db.Index

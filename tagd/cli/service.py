@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
-from tagd.cli.common import EXIT_FAILED, EXIT_OK, UsageError, open_index, log
+from tagd.cli.common import EXIT_FAILED, EXIT_OK, folders, open_index, log
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -47,24 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tagd.daemon import Daemon
 
     settings = load_settings(args.config)  # an invalid config fails here, before anything is touched
-    _roots(args.roots, settings, "watch")  # the daemon resolves them itself (and again on SIGHUP)
+    folders(args.roots, settings, "watch")  # the daemon resolves them itself (and again on SIGHUP)
     if args.index:
-        settings.index.path = args.index
+        settings.index.use(args.index)
     _daemon_logging(args.verbose)
     return Daemon(settings, args.roots or None, args.config).run()
-
-
-def _roots(given: Sequence[Path], settings, verb: str) -> list[Path]:  # noqa: ANN001 - Settings
-    """The folders `run` or `scan` work on (the command line's, else watch.roots), each one there:
-    the same usage error from both, before the model or the index is touched."""
-    roots = [Path(os.path.abspath(p)) for p in (given or settings.watch.roots)]
-    if not roots:
-        raise UsageError(f"nothing to {verb}: give folders (`tagd {'run' if verb == 'watch' else verb} ~/Pictures`) "
-                         "or set watch.roots in the config")
-    missing = [r for r in roots if not r.is_dir()]
-    if missing:
-        raise UsageError(f"not a folder: {missing[0]}")
-    return roots
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -74,7 +59,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from tagd.scan import Progress, plan
 
     settings = load_settings(args.config)
-    roots = _roots(args.paths, settings, "scan")
+    roots = folders(args.paths, settings, "scan")
     s = settings
     writer = make_writer(settings)
     tagger = make_tagger(settings)
@@ -111,7 +96,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     if args.index:
-        settings.index.path = args.index  # what every other command would use
+        settings.index.use(args.index)  # what every other command would use
     if args.action == "check":
         used = [str(args.config)] if args.config else [str(p) for p in config_search_path() if p.is_file()]
         print(f"configuration OK ({', '.join(used) or 'defaults only'})")

@@ -41,7 +41,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         print(f"password set (scrypt hash in {password_path()}, mode 600)")
         return EXIT_OK
     settings = load_settings(args.config)
-    index_path = Path(args.index or settings.index.path)
+    index_path = args.index or settings.index.target()
     host, port = parse_listen(args.listen or settings.web.listen)
     roots = [Path(os.path.abspath(r)) for r in (args.roots or settings.watch.roots)]
     if not roots:
@@ -49,7 +49,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     for root in roots:
         if not root.is_dir():
             raise WebError(f"{root} is not a folder")
-    if not index_path.is_file():
+    if isinstance(index_path, Path) and not index_path.is_file():
         raise WebError(f"no index at {index_path} yet: run `tagd scan {roots[0]}` or the daemon first")
     from tagd.web.auth import is_loopback
 

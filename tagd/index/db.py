@@ -1,4 +1,5 @@
-"""The tag index: an SQLite file with one writer and any number of readers.
+"""The tag index: an SQLite file with one writer and any number of readers, or a PostgreSQL
+database several machines write to (tagd.index.postgres; `Index("postgresql://...")`).
 
 WAL mode lets readers in other processes work while the writer commits; each read runs in one
 transaction, so it sees one consistent snapshot (bitmaps and rows together). Writes use
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from tagd.boxes import Box
-from tagd.index import bitmaps, schema, tags
+from tagd.index import bitmaps, postgres, schema, tags
 from tagd.index.records import (  # PhotoRecord and IndexedTag: what callers hand the index
     PHOTO_COLUMNS, IndexedTag, PhotoRecord, Prepared, decode_text, fs_bytes, hash_key, iso_text, parse_time, prepare,
 )
@@ -75,18 +77,40 @@ _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 
 
 
+class _SqliteConnection(sqlite3.Connection):
+    dialect = "sqlite"
+
+
 class Index:
-    """The tag index at `path`. `readonly=True` never writes and never creates the file."""
+    """The tag index at `path` (an SQLite file) or a `postgresql://` URL. `readonly=True` never
+    writes and never creates the file (or the schema)."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_S,
                  any_thread: bool = False) -> None:
         """`any_thread`: the connection may be used from several threads, one at a time (the
         caller serialises: the web app holds a lock around each use)."""
-        self.path = Path(path)
         self.readonly = readonly
         self.busy_timeout = busy_timeout
         self._tags = tags.TagCache()
         self._embeddings: EmbeddingCache | None = None
+        self._conn: Any
+        if postgres.is_url(path):
+            assert isinstance(path, str)
+            self.url: str | None = path
+            self.location = postgres.redact(path)  # what messages name
+            self.path: Path | str = path  # what another handle opens the same index with
+            self._conn = postgres.PgConnection(path, connect_timeout=busy_timeout)
+            self.dialect = postgres.DIALECT
+            try:
+                self._setup_postgres()
+            except BaseException:
+                self._conn.close()
+                raise
+            return
+        self.url = None
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.dialect = "sqlite"
         if readonly:
             if not self.path.is_file():
                 raise IndexNotFoundError(self.path)
@@ -100,7 +124,7 @@ class Index:
         try:
             self._conn = sqlite3.connect(
                 target, uri=readonly, timeout=busy_timeout, isolation_level=None, cached_statements=512,
-                check_same_thread=not any_thread,
+                check_same_thread=not any_thread, factory=_SqliteConnection,
             )
         except sqlite3.Error as exc:
             raise IndexFileError(f"cannot open index {self.path}: {exc}") from None
@@ -122,11 +146,7 @@ class Index:
                 conn.execute("PRAGMA mmap_size = 1073741824")
                 if found == 0:
                     raise IndexCorruptError(f"{self.path} is not a tagd index (no schema)")
-                if found < schema.latest_version():
-                    raise IndexVersionError(
-                        f"index {self.path} has schema version {found}, this tagd uses {schema.latest_version()}: "
-                        "start the daemon (or any command that writes) once to upgrade it"
-                    )
+                self._check_version(found)
             else:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
@@ -137,21 +157,47 @@ class Index:
                 # dirties again and again are written back once (+15-20% inserts/s at 1M photos).
                 conn.execute("PRAGMA wal_autocheckpoint = 25000")
                 conn.execute("PRAGMA journal_size_limit = 67108864")
-                if found < schema.latest_version():
-                    before = self._retry(lambda: schema.migrate(conn))
-                    if before < schema.latest_version():
-                        log.info("index %s: schema %d -> %d", self.path, before, schema.latest_version())
-            if found > schema.latest_version():
-                raise IndexVersionError(
-                    f"index {self.path} has schema version {found}, newer than this tagd understands "
-                    f"({schema.latest_version()}): upgrade tagd"
-                )
+                self._upgrade(found)
+            self._check_version(found)
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):
                 raise IndexBusyError(f"index {self.path} is locked by another process ({exc})") from None
             raise IndexFileError(f"cannot open index {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path} is not a usable tagd index ({exc})") from None
+
+    def _upgrade(self, found: int) -> None:
+        if found < schema.latest_version():
+            before = self._retry(lambda: schema.migrate(self._conn))
+            if before < schema.latest_version():
+                log.info("index %s: schema %d -> %d", self.location, before, schema.latest_version())
+
+    def _check_version(self, found: int) -> None:
+        """After an upgrade (writers) or instead of one (readers): is this schema ours?"""
+        if found > schema.latest_version():
+            raise IndexVersionError(
+                f"index {self.location} has schema version {found}, newer than this tagd understands "
+                f"({schema.latest_version()}): upgrade tagd"
+            )
+        if self.readonly and found < schema.latest_version():
+            raise IndexVersionError(
+                f"index {self.location} has schema version {found}, this tagd uses {schema.latest_version()}: "
+                "start the daemon (or any command that writes) once to upgrade it"
+            )
+
+    def _setup_postgres(self) -> None:
+        conn = self._conn
+        try:
+            found = schema.version(conn)
+            if self.readonly and found == 0:
+                raise IndexNotFoundError(self.location)  # type: ignore[arg-type]
+            if not self.readonly:
+                self._upgrade(found)
+            self._check_version(found)
+        except Exception as exc:
+            if postgres.classify(exc) is None:
+                raise
+            raise IndexFileError(f"cannot open index {self.location}: {postgres._first_line(exc)}") from None
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -173,20 +219,28 @@ class Index:
         while True:
             try:
                 return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+            except Exception as exc:
+                if not self._is_busy(exc):
                     raise
                 if time.monotonic() >= deadline:
-                    raise IndexBusyError(f"index {self.path} stayed locked for {self.busy_timeout:.0f} s ({exc})") from None
+                    raise IndexBusyError(f"index {self.location} stayed locked for {self.busy_timeout:.0f} s ({exc})") from None
                 log.debug("index busy, retrying: %s", exc)
-                time.sleep(delay)
+                # Jittered: writers that lost the same race do not meet again at the same instant.
+                time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.25)
+
+    def _is_busy(self, exc: BaseException) -> bool:
+        if self.dialect == postgres.DIALECT:
+            return postgres.classify(exc) == "retry"
+        return isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one read transaction (one snapshot), retrying on SQLITE_BUSY."""
 
+        begin = postgres.BEGIN_READ if self.dialect == postgres.DIALECT else "BEGIN"
+
         def attempt() -> T:
-            self._conn.execute("BEGIN")
+            self._conn.execute(begin)
             try:
                 return fn(self._conn)
             finally:
@@ -198,10 +252,11 @@ class Index:
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one write transaction (BEGIN IMMEDIATE ... COMMIT)."""
         if self.readonly:
-            raise IndexFileError(f"index {self.path} is open read-only")
+            raise IndexFileError(f"index {self.location} is open read-only")
+        begin = postgres.BEGIN_WRITE if self.dialect == postgres.DIALECT else "BEGIN IMMEDIATE"
 
         def attempt() -> T:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(begin)
             try:
                 result = fn(self._conn)
                 self._conn.execute("COMMIT")
@@ -215,6 +270,13 @@ class Index:
         return self._mapped(attempt)
 
     def _mapped(self, attempt: Callable[[], T]) -> T:
+        if self.dialect == postgres.DIALECT:
+            try:
+                return self._retry(attempt)
+            except Exception as exc:
+                if postgres.classify(exc) != "io":
+                    raise  # not psycopg's, or a bug in tagd
+                raise IndexFileError(f"index {self.location}: {postgres._first_line(exc)}") from None
         try:
             return self._retry(attempt)
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
@@ -242,7 +304,7 @@ class Index:
             started = time.monotonic()
             bitmaps.rebuild(conn, self._tags.ancestors)
             log.info("index %s: vocabulary of %d tags stored, bitmaps rebuilt in %.1f s",
-                     self.path, len(entries), time.monotonic() - started)
+                     self.location, len(entries), time.monotonic() - started)
             return True
 
         return self.write(tx)
@@ -275,7 +337,7 @@ class Index:
         set_columns = ", ".join(f"{c} = ?" for c in PHOTO_COLUMNS)
         insert_sql = (
             f"INSERT INTO photo (path, {', '.join(PHOTO_COLUMNS)}) "
-            f"VALUES (CAST(? AS TEXT), {', '.join('?' * len(PHOTO_COLUMNS))})"
+            f"VALUES (CAST(? AS TEXT), {', '.join('?' * len(PHOTO_COLUMNS))}) RETURNING id"
         )
         for rec in records:
             found = conn.execute("SELECT id, status, taken FROM photo WHERE path = CAST(? AS TEXT)", (rec.path_bytes,)).fetchone()
@@ -291,11 +353,10 @@ class Index:
                 conn.execute(f"UPDATE photo SET {set_columns} WHERE id = ?", (*rec.row, photo_id))
                 conn.execute("DELETE FROM photo_tag WHERE photo_id = ?", (photo_id,))
             else:
-                new_id = conn.execute(insert_sql, (rec.path_bytes, *rec.row)).lastrowid
-                assert new_id is not None
-                photo_id, old_keys = new_id, set()
+                photo_id, old_keys = conn.execute(insert_sql, (rec.path_bytes, *rec.row)).fetchone()[0], set()
             if rec.reverted:
-                conn.execute("INSERT OR REPLACE INTO photo_reverted (photo_id, reverted_at) VALUES (?, ?)",
+                conn.execute("INSERT INTO photo_reverted (photo_id, reverted_at) VALUES (?, ?) "
+                             "ON CONFLICT (photo_id) DO UPDATE SET reverted_at = excluded.reverted_at",
                              (photo_id, iso_text(datetime.now(timezone.utc).replace(microsecond=0), naive=False)))
             elif found:
                 conn.execute("DELETE FROM photo_reverted WHERE photo_id = ?", (photo_id,))
@@ -568,12 +629,14 @@ class Index:
 
         result = self.read(lambda conn: run_stats(conn, top=top, failed=failed))
         size = 0
-        for suffix in ("", "-wal", "-shm"):
+        if self.dialect == postgres.DIALECT:
+            size = self.read(lambda conn: conn.database_bytes())
+        for suffix in ("", "-wal", "-shm") if self.dialect == "sqlite" else ():
             try:
                 size += os.stat(os.fsencode(self.path) + suffix.encode()).st_size
             except OSError:
                 pass
-        result["index"] = {"path": str(self.path), "bytes": size, "schema_version": schema.latest_version()}
+        result["index"] = {"path": self.location, "bytes": size, "schema_version": schema.latest_version()}
         return result
 
 

@@ -71,6 +71,16 @@ def tag_row_sql(tag: Tag, suggestions: bool, tag_ids: Sql | None = None) -> Sql:
     return Sql(text, tuple(params))
 
 
+def like_patterns(pattern: str) -> tuple[str, str]:
+    """`path:` value -> two LIKE patterns (PostgreSQL, paths as BYTEA): glob_patterns' meaning,
+    except that `?` there is one byte, not one character."""
+    body = pattern.rstrip("/") or "/"
+    body = body.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%").replace("?", "_")
+    if not body.startswith("/"):
+        body = "%/" + body
+    return body, body.rstrip("/") + "/%"
+
+
 def glob_patterns(pattern: str) -> tuple[str, str]:
     """`path:` value -> two SQLite GLOB patterns (the file, or anything under the folder).
 
@@ -98,8 +108,9 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def leaf_photo_sql(leaf: Leaf, suggestions: bool) -> Sql:
-    """A condition on `photo p` that is exactly true or false (never NULL, so NOT is a complement)."""
+def leaf_photo_sql(leaf: Leaf, suggestions: bool, dialect: str = "sqlite") -> Sql:
+    """A condition on `photo p` that is exactly true or false (never NULL, so NOT is a complement).
+    `dialect`: "sqlite" or "postgresql" (tagd.index.postgres rewrites the rest)."""
     if isinstance(leaf, Tag):
         row = tag_row_sql(leaf, suggestions)
         return Sql(f"EXISTS (SELECT 1 FROM photo_tag pt WHERE pt.photo_id = p.id AND {row.text})", row.params)
@@ -112,6 +123,10 @@ def leaf_photo_sql(leaf: Leaf, suggestions: bool) -> Sql:
             parts.append("p.taken < ?")
             params.append(leaf.hi.isoformat())
         return Sql(f"(p.taken IS NOT NULL AND {' AND '.join(parts)})", tuple(params))
+    if isinstance(leaf, PathGlob) and dialect == "postgresql":
+        file_like, folder_like = like_patterns(leaf.value)
+        return Sql("(p.path LIKE CAST(? AS TEXT) OR p.path LIKE CAST(? AS TEXT))",
+                   (_path_param(file_like), _path_param(folder_like)))
     if isinstance(leaf, PathGlob):
         file_glob, folder_glob = glob_patterns(leaf.value)
         return Sql(
@@ -133,21 +148,21 @@ def leaf_photo_sql(leaf: Leaf, suggestions: bool) -> Sql:
     raise TypeError(leaf)
 
 
-def where_sql(node: Node, suggestions: bool = False) -> Sql:
+def where_sql(node: Node, suggestions: bool = False, dialect: str = "sqlite") -> Sql:
     """The whole query as one condition on `photo p` (photos marked gone are the caller's business)."""
     if isinstance(node, Everything):
-        return Sql("1")
+        return Sql("1 = 1")
     if isinstance(node, Not):
-        inner = where_sql(node.child, suggestions)
+        inner = where_sql(node.child, suggestions, dialect)
         return Sql(f"NOT ({inner.text})", inner.params)
     if isinstance(node, (And, Or)):
-        parts = [where_sql(c, suggestions) for c in node.children]
+        parts = [where_sql(c, suggestions, dialect) for c in node.children]
         joiner = " AND " if isinstance(node, And) else " OR "
         return Sql("(" + joiner.join(p.text for p in parts) + ")", tuple(x for p in parts for x in p.params))
-    return leaf_photo_sql(node, suggestions)
+    return leaf_photo_sql(node, suggestions, dialect)
 
 
-def score_sql(node: Node, suggestions: bool = False) -> Sql:
+def score_sql(node: Node, suggestions: bool = False, dialect: str = "sqlite") -> Sql:
     """A photo's ranking score: the best score among the tags named outside a NOT; 0 if none."""
     parts: list[str] = ["0"]
     params: list[object] = []
@@ -157,10 +172,12 @@ def score_sql(node: Node, suggestions: bool = False) -> Sql:
         params.extend(row.params)
     if len(parts) == 1:
         return Sql("0")
-    return Sql("max(" + ", ".join(parts) + ")", tuple(params))
+    greatest = "GREATEST(" if dialect == "postgresql" else "max("  # SQLite's max() of several values
+    return Sql(greatest + ", ".join(parts) + ")", tuple(params))
 
 
-def search_sql(node: Node, *, sort: str = "score", limit: int | None = None, suggestions: bool = False) -> Sql:
+def search_sql(node: Node, *, sort: str = "score", limit: int | None = None, suggestions: bool = False,
+               dialect: str = "sqlite") -> Sql:
     """The reference form of a search, all in one statement: rows (id, path, taken, score).
 
     The index answers searches with bitmaps (tagd.index.search), which is far faster on a large
@@ -168,15 +185,16 @@ def search_sql(node: Node, *, sort: str = "score", limit: int | None = None, sug
     """
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {SORTS}")
-    where = where_sql(node, suggestions)
-    score = score_sql(node, suggestions)
+    where = where_sql(node, suggestions, dialect)
+    score = score_sql(node, suggestions, dialect)
     text = f"SELECT p.id, p.path, p.taken, {score.text} AS score FROM photo p WHERE {where.text}"
     params = [*score.params, *where.params]
     if not mentions_status(node):
         text += " AND p.status != 'gone'"
     text += {
         "score": " ORDER BY score DESC, p.id DESC",
-        "taken": " ORDER BY p.taken DESC, p.id DESC",
+        # Undated last: SQLite's default for DESC, not PostgreSQL's.
+        "taken": " ORDER BY p.taken DESC" + (" NULLS LAST" if dialect == "postgresql" else "") + ", p.id DESC",
         "path": " ORDER BY p.path",
     }[sort]
     if limit is not None:

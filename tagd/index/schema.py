@@ -1,8 +1,12 @@
-"""The index schema and its migrations.
+"""The index schema and its migrations, one definition for both backends.
 
-The version lives in `PRAGMA user_version`. `migrate` applies every missing step inside one
-`BEGIN IMMEDIATE` transaction, so a crash or a second process opening the file at the same moment
-leaves either the old schema or the new one, never half of each.
+The steps are written in SQLite's dialect; on PostgreSQL each statement is rendered by
+tagd.index.postgres.render_ddl (types, identity keys, collation). The version lives in
+`PRAGMA user_version` (SQLite) or the one-row table `tagd_schema` (PostgreSQL). `migrate` applies
+every missing step inside one transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: under an
+advisory lock, DDL being transactional there), so a crash or a second process or machine
+opening the index at the same moment leaves either the old schema or the new one, never half
+of each.
 
 Tables:
   photo        one row per file path; `taken` is ISO 8601 local time (text sorts as time)
@@ -21,7 +25,9 @@ Tables:
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+from typing import Any, Callable
+
+from tagd.index import postgres
 
 _V1 = [
     """CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID""",
@@ -107,22 +113,30 @@ _V1 = [
 
 
 
+def _ddl(conn: Any, sql: str) -> None:
+    conn.execute(postgres.render_ddl(sql) if _dialect(conn) == postgres.DIALECT else sql)
+
+
+def _dialect(conn: Any) -> str:
+    return getattr(conn, "dialect", "sqlite")
+
+
 def _create_v1(conn: sqlite3.Connection) -> None:
     for sql in _V1:  # not executescript: it would COMMIT the migration's transaction
-        conn.execute(sql)
+        _ddl(conn, sql)
 
 
 def _add_reverted(conn: sqlite3.Connection) -> None:
     # A table of its own, not a status: photo.status has a CHECK constraint, and changing one
     # means rebuilding the table, whose foreign keys cascade into every tag and embedding.
-    conn.execute("""CREATE TABLE photo_reverted (
+    _ddl(conn, """CREATE TABLE photo_reverted (
         photo_id INTEGER PRIMARY KEY REFERENCES photo (id) ON DELETE CASCADE,
         reverted_at TEXT NOT NULL
     )""")
 
 
 def _add_regions(conn: sqlite3.Connection) -> None:
-    conn.execute("""CREATE TABLE photo_region (
+    _ddl(conn, """CREATE TABLE photo_region (
         photo_id INTEGER NOT NULL REFERENCES photo (id) ON DELETE CASCADE,
         position INTEGER NOT NULL,  -- best first
         label TEXT NOT NULL,
@@ -141,19 +155,28 @@ def latest_version() -> int:
 
 
 def version(conn: sqlite3.Connection) -> int:
+    if _dialect(conn) == postgres.DIALECT:
+        return postgres.schema_version(conn)
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date in one transaction; return the version found before."""
-    conn.execute("BEGIN IMMEDIATE")
+    pg = _dialect(conn) == postgres.DIALECT
+    if pg:
+        postgres.begin_migration(conn)
+    else:
+        conn.execute("BEGIN IMMEDIATE")
     try:
         found = version(conn)  # read inside the lock: another process may just have migrated
         for step in range(found, latest_version()):
             MIGRATIONS[step](conn)
         if found < latest_version():
-            # PRAGMA does not take parameters; the value is an int from this module.
-            conn.execute(f"PRAGMA user_version = {latest_version():d}")
+            if pg:
+                postgres.set_schema_version(conn, latest_version())
+            else:
+                # PRAGMA does not take parameters; the value is an int from this module.
+                conn.execute(f"PRAGMA user_version = {latest_version():d}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

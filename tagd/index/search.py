@@ -135,7 +135,7 @@ class _Evaluator:
         if isinstance(node, Taken):
             return self._taken(node, within)
         if isinstance(node, (PathGlob, Camera)):
-            cond = leaf_photo_sql(node, self.suggestions)
+            cond = leaf_photo_sql(node, self.suggestions, getattr(self.conn, "dialect", "sqlite"))
             return self._ids(f"SELECT p.id FROM photo p WHERE {cond.text}", cond.params, "p.id", within)
         raise TypeError(node)
 
@@ -259,9 +259,11 @@ def _ordered(ev: _Evaluator, result: int, sort: str, limit: int | None) -> list[
             items.sort(key=lambda r: r[2] or "", reverse=True)  # stable: ties keep id order
         return items[:limit] if limit is not None else items
     member = bitmaps.Membership(result)
-    order = "path" if sort == "path" else "taken DESC, id DESC"
+    # Undated last: SQLite's default for DESC, not PostgreSQL's.
+    nulls = " NULLS LAST" if getattr(ev.conn, "dialect", "sqlite") == "postgresql" else ""
+    order = "path" if sort == "path" else f"taken DESC{nulls}, id DESC"
     out: list[tuple[int, str, str | None]] = []
-    cur = ev.conn.execute(f"SELECT id, path, taken FROM photo ORDER BY {order}")
+    cur = _cursor(ev.conn, f"SELECT id, path, taken FROM photo ORDER BY {order}")
     while limit is None or len(out) < limit:
         batch = cur.fetchmany(256)
         if not batch:
@@ -365,8 +367,15 @@ def _score_merged(ev: _Evaluator, tags: list[tuple[Tag, list[int]]], result: int
     return out
 
 
+def _cursor(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()) -> Any:
+    """A cursor read a batch at a time: SQLite steps its statement anyway; on PostgreSQL a
+    server-side cursor keeps the rows on the server until asked for."""
+    stream = getattr(conn, "stream", None)
+    return stream(sql, params) if stream is not None else conn.execute(sql, params)
+
+
 def _stream(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> Generator[tuple[int, float], None, None]:
-    cur = conn.execute(sql, params)
+    cur = _cursor(conn, sql, params)
     size = 16  # many streams start at once; read more only from those that keep winning
     try:
         while batch := cur.fetchmany(size):

@@ -56,8 +56,7 @@ def ensure_tag(conn: sqlite3.Connection, cache: TagCache, key: str, name: str) -
     tid = cache.ids.get(key)
     if tid is not None:
         return tid
-    tid = conn.execute("INSERT INTO tag (key, name) VALUES (?, ?)", (key, name)).lastrowid
-    assert tid is not None
+    tid = conn.execute("INSERT INTO tag (key, name) VALUES (?, ?) RETURNING id", (key, name)).fetchone()[0]
     named = [row[0] for row in conn.execute("SELECT tag_id FROM tag_alias WHERE key = ?", (key,))]
     if not named:
         conn.execute("INSERT INTO tag_alias (key, tag_id) VALUES (?, ?)", (key, tid))
