@@ -1,7 +1,7 @@
 """Distributed backfill benchmark: `tagd backfill --ray local` on the same N real photos with 1, 2
 and 4 Ray workers on this machine, and a projection to 10 million photos on N machines.
 
-    python bench/bench_backfill.py                     # 2,000 photos from /work/bench-photos
+    python bench/bench_backfill.py                     # 2,000 photos (made once by bench/photos.py)
     python bench/bench_backfill.py --n 300             # a quick look
     python bench/bench_backfill.py --workers 1,2 --photos ~/bench-photos
 
@@ -76,9 +76,17 @@ class Run:
 
 
 def real_photos(folder: Path, n: int) -> list[Path]:
+    """`n` 12 MP camera-like JPEGs in `folder`, made there by bench/photos.py (from the photos
+    scikit-image and scikit-learn ship, each one distinct) if it has fewer."""
     photos = sorted(p for p in folder.glob("*.jpg") if p.is_file())
     if len(photos) < n:
-        sys.exit(f"bench_backfill: {folder} has {len(photos)} JPEGs, {n} asked for (--n)")
+        if str(BENCH_DIR) not in sys.path:
+            sys.path.insert(0, str(BENCH_DIR))
+        from photos import make_photos
+
+        print(f"making {n} photos in {folder} (bench/photos.py)", file=sys.stderr, flush=True)
+        make_photos(folder, n, seed=0)
+        photos = sorted(p for p in folder.glob("*.jpg") if p.is_file())
     return photos[:n]
 
 
@@ -135,7 +143,8 @@ def hours(photos: int, cpu_ms: float, machines: int, cores: int, efficiency: flo
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=Path, default=Path("/work/bench-photos"), help="folder of real JPEGs")
+    parser.add_argument("--photos", type=Path, default=Path(tempfile.gettempdir()) / "tagd-bench-photos",
+                        help="folder of 12 MP JPEGs, made there by bench/photos.py when it has too few (kept for the next run)")
     parser.add_argument("--n", type=int, default=2000, help="photos per run (default 2000)")
     parser.add_argument("--workers", default="1,2,4", help="worker counts to compare (default 1,2,4)")
     parser.add_argument("--batch", type=int, help="photos a task (default: n / (2 x the most workers), at most 64)")

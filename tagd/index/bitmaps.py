@@ -68,32 +68,48 @@ def photo_keys(
 
 
 class BitmapWriter:
-    """Bit edits within one write transaction; `flush` writes each touched chunk once."""
+    """Bit edits within one write transaction. `update` only notes them; `flush` reads every
+    touched chunk in one statement per (kind, chunk), applies the edits in order and writes each
+    chunk once. Reading in bulk matters on a server (tagd.index.postgres): a batch of 64 photos
+    touches a few hundred chunks, and one round trip each was most of the write's time."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.chunks: dict[tuple[int, int, int], bytearray] = {}
-
-    def _chunk(self, kind: int, key: int, chunk: int) -> bytearray:
-        k = (kind, key, chunk)
-        bits = self.chunks.get(k)
-        if bits is None:
-            row = self.conn.execute("SELECT bits FROM bitmap WHERE kind = ? AND key = ? AND chunk = ?", k).fetchone()
-            bits = bytearray(row[0]) if row else bytearray(CHUNK_BYTES)
-            self.chunks[k] = bits
-        return bits
+        # (kind, key, chunk), byte, mask, set (True) or clear (False): in the order made
+        self.edits: list[tuple[tuple[int, int, int], int, int, bool]] = []
 
     def update(self, photo_id: int, old: set[Key], new: set[Key]) -> None:
         chunk, bit = divmod(photo_id, CHUNK_BITS)
         byte, mask = bit >> 3, 1 << (bit & 7)
-        for kind, key in old - new:
-            self._chunk(kind, key, chunk)[byte] &= ~mask & 0xFF
-        for kind, key in new - old:
-            self._chunk(kind, key, chunk)[byte] |= mask
+        self.edits.extend(((kind, key, chunk), byte, mask, False) for kind, key in old - new)
+        self.edits.extend(((kind, key, chunk), byte, mask, True) for kind, key in new - old)
+
+    def _load(self) -> dict[tuple[int, int, int], bytearray]:
+        wanted: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for (kind, key, chunk), *_ in self.edits:
+            wanted[(kind, chunk)].add(key)
+        chunks = {}
+        for (kind, chunk), keys in sorted(wanted.items()):
+            for key, bits in self.conn.execute(
+                "SELECT key, bits FROM bitmap WHERE kind = ? AND chunk = ? AND key IN (SELECT value FROM json_each(?))",
+                (kind, chunk, "[" + ",".join(map(str, sorted(keys))) + "]"),
+            ):
+                chunks[(kind, key, chunk)] = bytearray(bits)
+            for key in keys:
+                chunks.setdefault((kind, key, chunk), bytearray(CHUNK_BYTES))
+        return chunks
 
     def flush(self) -> None:
+        if not self.edits:
+            return
+        chunks = self._load()
+        for k, byte, mask, on in self.edits:
+            if on:
+                chunks[k][byte] |= mask
+            else:
+                chunks[k][byte] &= ~mask & 0xFF
         upserts, deletes = [], []
-        for (kind, key, chunk), bits in self.chunks.items():
+        for (kind, key, chunk), bits in chunks.items():
             if bits == _ZERO_CHUNK:
                 deletes.append((kind, key, chunk))
             else:
@@ -104,7 +120,7 @@ class BitmapWriter:
             "ON CONFLICT (kind, key, chunk) DO UPDATE SET bits = excluded.bits",
             upserts,
         )
-        self.chunks.clear()
+        self.edits.clear()
 
 
 def rebuild(conn: sqlite3.Connection, ancestors: Mapping[int, tuple[int, ...]]) -> None:

@@ -48,6 +48,10 @@ _REWRITES: tuple[tuple[str, str], ...] = (
 )
 
 
+# `INSERT INTO t (a, b) VALUES (?, ?)` and nothing more: executemany sends these as COPY.
+_PLAIN_INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(\?(?:, \?)*\)")
+
+
 def is_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
@@ -153,7 +157,16 @@ class PgConnection:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         cursor = self._conn.cursor()
         rows = [tuple(r) for r in rows]
-        if rows:
+        if not rows:
+            return cursor
+        plain = _PLAIN_INSERT.fullmatch(sql)
+        if plain:
+            # COPY: the same rows, constraints and transaction as the INSERTs, in one stream
+            # (a batch of 64 photos has ~600 tag rows; row-by-row they were half the write).
+            with cursor.copy(f"COPY {plain[1]} ({plain[2]}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
             cursor.executemany(translate(sql), rows)
         return cursor
 
