@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -149,14 +148,15 @@ def wait_for(condition, timeout: float, step: float = 0.02):  # noqa: ANN001, AN
 
 
 def rows(index: Path) -> int:
-    """Photos recorded so far, read as another process would, while the backfill writes."""
+    """Photos recorded so far, read as another process would, while the backfill writes (0
+    before the driver has created the index)."""
+    from tagd.errors import TagdError
+    from tagd.index.db import Index
+
     try:
-        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT count(*) FROM photo").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        with Index(index, readonly=True) as reader:
+            return reader.count("status:tagged OR status:failed")
+    except TagdError:
         return 0
 
 

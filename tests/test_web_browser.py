@@ -84,6 +84,25 @@ def wait_images(driver) -> None:  # noqa: ANN001
     raise AssertionError("images did not load")
 
 
+def settled_text(driver, selector: str, want: str, by: str = "css selector") -> str:  # noqa: ANN001
+    """The text of `selector` once it contains `want`. After a click that navigates, the previous
+    page's element can still be found, or go stale in hand while the new page loads (seen once in
+    CI): poll until the page that has the expected text is the one in the browser."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = driver.find_element(by, selector).text
+            if want in text:
+                return text
+        except (NoSuchElementException, StaleElementReferenceException):
+            pass
+        time.sleep(0.05)
+    return text
+
+
 def test_log_in_search_open_reject_and_undo(site, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -95,35 +114,35 @@ def test_log_in_search_open_reject_and_undo(site, browser, tmp_path: Path) -> No
     assert "/login" in browser.current_url  # not logged in: the login page
     browser.find_element(By.ID, "secret").send_keys("wrong")
     browser.find_element(By.ID, "login").click()
-    assert "That is not the token or the password." in browser.find_element(By.CSS_SELECTOR, ".error").text
+    assert "That is not the token or the password." in settled_text(browser, ".error", "That is not")
     browser.find_element(By.ID, "secret").send_keys(server.token)
     browser.find_element(By.ID, "login").click()
-    assert browser.find_element(By.ID, "summary").text.startswith("7 photos")
+    assert settled_text(browser, "#summary", "7 photos").startswith("7 photos")
     wait_images(browser)
     screenshot(browser, shots(tmp_path) / "gallery.png")
 
     box = browser.find_element(By.CSS_SELECTOR, 'input[type="search"]')
     box.send_keys("cat")
     box.submit()
-    assert browser.find_element(By.ID, "summary").text == "1 photo for cat."
+    assert settled_text(browser, "#summary", "1 photo for cat.") == "1 photo for cat."
     browser.find_element(By.CSS_SELECTOR, "#grid a").click()
-    assert browser.find_element(By.CSS_SELECTOR, ".facts h1").text == "chelsea.jpg"
+    assert settled_text(browser, ".facts h1", "chelsea.jpg") == "chelsea.jpg"
     wait_images(browser)
     screenshot(browser, shots(tmp_path) / "photo.png")
 
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-tag="cat"]')
     assert "added by tagd" in row.text
     row.find_element(By.CSS_SELECTOR, "button.reject").click()
-    assert "Rejected cat on 1 photo." in browser.find_element(By.CSS_SELECTOR, ".flash").text
-    assert "rejected by you" in browser.find_element(By.CSS_SELECTOR, 'tr[data-tag="cat"]').text
+    assert "Rejected cat on 1 photo." in settled_text(browser, ".flash", "Rejected cat")
+    assert "rejected by you" in settled_text(browser, 'tr[data-tag="cat"]', "rejected by you")
     assert "cat" not in subject(cat)
     with Index(index, readonly=True) as ix:
         assert ("model", "rejected") == next((t.source, t.state) for t in ix.get(cat).tags if t.name == "cat")
         assert ix.count("cat") == 0
 
     browser.find_element(By.ID, "undo").click()
-    assert "Undid: rejected cat on 1 photo." in browser.find_element(By.CSS_SELECTOR, ".flash").text
-    assert "added by tagd" in browser.find_element(By.CSS_SELECTOR, 'tr[data-tag="cat"]').text
+    assert "Undid: rejected cat on 1 photo." in settled_text(browser, ".flash", "Undid")
+    assert "added by tagd" in settled_text(browser, 'tr[data-tag="cat"]', "added by tagd")
     assert "cat" in subject(cat)
     with Index(index, readonly=True) as ix:
         assert ix.count("cat") == 1
