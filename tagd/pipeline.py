@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tagd.library import Library
 from tagd.metadata import KeywordUpdate, MetadataWriter, PhotoKeywords, WriteError
-from tagd.metadata.files import writable
+from tagd.metadata.files import ChangedWhileWriting, writable
 from tagd.evidence import LibraryEvidence, refine_params, refine_photo
 from tagd.photos import file_sha256
 from tagd.planner import decide, known_from, same_content
@@ -202,6 +202,11 @@ class Pipeline:
                 regions=result.detections if self.write_regions else None,
             )
             outcome = self.writer.write(current, update)
+        except ChangedWhileWriting as exc:
+            # Nothing recorded: the index keeps what it has (another machine's record of the
+            # version that won), and the change's own event brings the photo back if need be. A
+            # "failed" row here would carry the winner's size and mtime, and stay failed.
+            return PhotoOutcome(result.path, result.tags, error=exc.reason, ms=_ms(started))
         except WriteError as exc:
             return PhotoOutcome(result.path, result.tags, error=exc.reason, ms=_ms(started),
                                 record=self._unwritten_record(result, current, refined, exc.reason))

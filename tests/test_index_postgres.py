@@ -151,3 +151,51 @@ def test_failures_are_one_line_and_hide_the_password(pg_server, tmp_path: Path) 
     cli = subprocess.run([sys.executable, "-m", "tagd", "--index", nowhere, "search", "cat"],
                          capture_output=True, text=True, timeout=60, env=_env())
     assert cli.returncode == 1 and len(cli.stderr.strip().splitlines()) == 1 and "s3cret" not in cli.stderr, cli.stderr
+
+
+def test_two_daemons_watching_one_share_keep_one_index(pg_server, photos: Path, tmp_path: Path) -> None:
+    """Two `tagd run`, as two machines watching the same share, on one PostgreSQL index: photos
+    dropped in end up tagged once in the index (one row each), their files sound and carrying
+    exactly the keywords the index records."""
+    import shutil
+
+    from daemon_harness import DaemonProcess, write_config
+    from metadata_oracles import as_list, exiftool_json
+    from PIL import Image
+
+    url = pg_server.new_database()
+    share = tmp_path / "share"
+    share.mkdir()
+    config = write_config(tmp_path / "config.toml", roots=[share])
+    with DaemonProcess(tmp_path, [share], config=config, index=url, name="machine-a") as a, \
+            DaemonProcess(tmp_path, [share], config=config, index=url, name="machine-b") as b:
+        a.wait_ready()
+        b.wait_ready()
+        names = sorted(p.name for p in photos.iterdir())
+        for name in names:  # as a sync tool delivers them: a hidden temporary, then a rename
+            shutil.copy(photos / name, share / f".{name}.part")
+            os.rename(share / f".{name}.part", share / name)
+
+        def all_tagged() -> bool:
+            with Index(url, readonly=True) as index:
+                return index.count("status:tagged") == len(names)
+
+        try:
+            a.wait_for(all_tagged, 120, "every photo tagged in the shared index")
+        except AssertionError as exc:
+            with Index(url, readonly=True) as index:
+                rows = index.read(lambda c: c.execute("SELECT path, status, error FROM photo").fetchall())
+            raise AssertionError(f"{exc}\n{b.tail()}\nindex: {rows}") from None
+        rc_a, _ = a.terminate()
+        rc_b, _ = b.terminate()
+        assert (rc_a, rc_b) == (0, 0), a.tail() + b.tail()
+    with Index(url, readonly=True) as index:
+        rows = index.read(lambda c: c.execute("SELECT path, status FROM photo").fetchall())
+        assert sorted(rows) == sorted((str(share / n), "tagged") for n in names)
+        for name in names:
+            path = share / name
+            with Image.open(path) as im:
+                im.load()
+            record = index.get(path, embedding=False)
+            in_file = set(as_list(exiftool_json(path, "-XMP-dc:Subject").get("XMP-dc:Subject")))
+            assert in_file and in_file == {t.name for t in record.tags if t.state in ("added", "kept")}, name

@@ -164,6 +164,42 @@ def test_file_replaced_during_write(jpeg: Path, real_photo_dir: Path, monkeypatc
     assert jpeg.read_bytes() == replacement and temp_files(jpeg.parent) == []
 
 
+def test_a_photo_changed_while_tagd_writes_keeps_the_winners_record(
+        tagger, jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another machine's tagd (or the user) replaced the photo while this one wrote it: the file
+    and the index keep the winner's version; nothing marks the photo failed (a failed row would
+    carry the winner's size and mtime, so nothing would ever retry it)."""
+    from tagd.index.db import Index
+    from tagd.metadata import files as files_module
+    from tagd.pipeline import Pipeline
+
+    w = MetadataWriter()
+    try:
+        with Index(tmp_path / "index.sqlite3") as index:
+            original = jpeg.read_bytes()
+            first = list(Pipeline(tagger, w, index).run([jpeg]))  # the other machine: tagged, recorded
+            assert first[0].ok and first[0].changed
+            winner, winner_mtime = jpeg.read_bytes(), jpeg.stat().st_mtime_ns
+            recorded = index.get(jpeg, embedding=False)
+            jpeg.write_bytes(original)  # what this machine read, before the other's write landed
+            real_fsync = files_module.fsync_file
+
+            def fsync_then_interfere(path: Path) -> None:
+                real_fsync(path)
+                jpeg.write_bytes(winner)  # the other machine's write lands first
+                os.utime(jpeg, ns=(winner_mtime, winner_mtime))
+
+            monkeypatch.setattr(files_module, "fsync_file", fsync_then_interfere)
+            second = list(Pipeline(tagger, w, index).run([jpeg]))
+            assert "changed while writing" in (second[0].error or "")
+            assert jpeg.read_bytes() == winner and temp_files(jpeg.parent) == []
+            after = index.get(jpeg, embedding=False)
+            assert after is not None and after.status == "tagged" and after.error is None
+            assert [(t.name, t.state) for t in after.tags] == [(t.name, t.state) for t in recorded.tags]
+    finally:
+        w.exiftool.close()
+
+
 def test_read_only_file(writer, jpeg: Path) -> None:
     jpeg.chmod(0o444)
     refused(writer, jpeg, "read-only file")

@@ -19,6 +19,7 @@ psycopg is imported only here, and only when a URL names a server: the default i
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
@@ -141,6 +142,9 @@ class PgConnection:
                                  "pip install 'tagd[postgres]'") from None
         self._psycopg = psycopg
         self._streams = 0
+        # A serialization failure inside executemany's pipeline makes psycopg log a warning as it
+        # ends the pipeline; Index._retry runs the transaction again, so it is not the user's news.
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
         try:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=_path_rows,
                                          connect_timeout=max(1, int(connect_timeout)),

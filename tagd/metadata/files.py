@@ -50,6 +50,12 @@ class WriteError(PhotoError):
     """Keywords could not be written; the original is untouched. `reason` is one line."""
 
 
+class ChangedWhileWriting(WriteError):
+    """Someone else (the user, another machine's tagd on a shared folder) changed the file while
+    tagd wrote it: their version stays. Not a failure of the photo: the change's own event, or
+    the next scan, tags it again if it still needs it."""
+
+
 class InFileUnsafe(WriteError):
     """A sound photo that tagd cannot edit in place without changing something else in it
     (exiftool would normalise a value, readers disagree about its XMP, ...): with

@@ -327,9 +327,9 @@ class SafeWrite:
             except FileNotFoundError:
                 raise WriteError(target, "file vanished while writing; not replaced") from None
             if files.changed(seen, now):
-                raise WriteError(target, "file changed while writing; not replaced (will retry when it settles)")
+                raise files.ChangedWhileWriting(target, "file changed while writing; not replaced (will retry when it settles)")
         elif target.exists():
-            raise WriteError(target, "a sidecar appeared while writing; not replaced")
+            raise files.ChangedWhileWriting(target, "a sidecar appeared while writing; not replaced")
         os.replace(temp, target)
         files.fsync_dir(target.parent)
 
