@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagd.errors import ConfigError
+from tagd.index.postgres import is_url
 from tagd.memory import DEFAULT_MAX_DECODE_PIXELS
 from tagd.photos import DEFAULT_EXCLUDE, PHOTO_SUFFIXES
 
@@ -147,7 +148,7 @@ class IndexSettings(_Section):
     @field_validator("url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+        if value is not None and not is_url(value):
             raise ValueError("must be a postgresql:// URL (leave it out for the SQLite file in index.path)")
         return value or None
 
@@ -157,7 +158,7 @@ class IndexSettings(_Section):
 
     def use(self, given: Path | str) -> None:
         """A command line's `--index`: a file path or a postgresql:// URL."""
-        if isinstance(given, str) and given.startswith(("postgresql://", "postgres://")):
+        if is_url(given):
             self.url = given
         else:
             self.url = None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
-from tagd.errors import ReadError
+from tagd.errors import ReadError, first_line
 from tagd.memory import DEFAULT_MAX_DECODE_PIXELS, large_operation
 
 # Opening a file reads only its header; the limit that matters is checked in _to_model_input.
@@ -63,7 +63,7 @@ def load_rgb(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_DECODE_P
         raise ReadError(path, "file vanished while reading") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncation and corrupt streams as OSError/SyntaxError/ValueError.
-        raise ReadError(path, f"cannot decode: {_first_line(exc)}") from None
+        raise ReadError(path, f"cannot decode: {first_line(exc)}") from None
     except MemoryError:
         raise ReadError(path, "cannot decode: out of memory") from None
 
@@ -172,6 +172,3 @@ def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -28,3 +28,9 @@ class ModelError(TagdError):
 
 class ConfigError(TagdError):
     """The configuration is invalid."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one line (libraries put tracebacks and hints below it)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -30,7 +30,9 @@ class UsageError(TagdError):
 
 def index_target(text: str) -> Path | str:
     """`--index`: an SQLite file, or a postgresql:// URL (which a Path would mangle)."""
-    return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
+    from tagd.index.postgres import is_url
+
+    return text if is_url(text) else Path(text)
 
 
 def open_index(args: argparse.Namespace, settings):  # noqa: ANN001, ANN202

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from tagd.boxes import Box
+from tagd.errors import first_line
 from tagd.index import bitmaps, postgres, schema, tags
 from tagd.index.records import (  # PhotoRecord and IndexedTag: what callers hand the index
     PHOTO_COLUMNS, IndexedTag, PhotoRecord, Prepared, decode_text, fs_bytes, hash_key, iso_text, parse_time, prepare,
@@ -96,7 +97,6 @@ class Index:
         self._conn: Any
         if postgres.is_url(path):
             assert isinstance(path, str)
-            self.url: str | None = path
             self.location = postgres.redact(path)  # what messages name
             self.path: Path | str = path  # what another handle opens the same index with
             self._conn = postgres.PgConnection(path, connect_timeout=busy_timeout)
@@ -107,7 +107,6 @@ class Index:
                 self._conn.close()
                 raise
             return
-        self.url = None
         self.path = Path(path)
         self.location = str(self.path)
         self.dialect = "sqlite"
@@ -197,7 +196,7 @@ class Index:
         except Exception as exc:
             if postgres.classify(exc) is None:
                 raise
-            raise IndexFileError(f"cannot open index {self.location}: {postgres._first_line(exc)}") from None
+            raise IndexFileError(f"cannot open index {self.location}: {first_line(exc)}") from None
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -276,7 +275,7 @@ class Index:
             except Exception as exc:
                 if postgres.classify(exc) != "io":
                     raise  # not psycopg's, or a bug in tagd
-                raise IndexFileError(f"index {self.location}: {postgres._first_line(exc)}") from None
+                raise IndexFileError(f"index {self.location}: {first_line(exc)}") from None
         try:
             return self._retry(attempt)
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):

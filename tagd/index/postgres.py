@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from tagd.errors import first_line
 from tagd.index.errors import IndexFileError
 from tagd.index.records import decode_text
 
@@ -150,7 +151,7 @@ class PgConnection:
                                          connect_timeout=max(1, int(connect_timeout)),
                                          application_name="tagd")
         except psycopg.Error as exc:
-            raise IndexFileError(f"cannot connect to the index at {redact(url)}: {_first_line(exc)}") from None
+            raise IndexFileError(f"cannot connect to the index at {redact(url)}: {first_line(exc)}") from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         cursor = self._conn.cursor()
@@ -226,8 +227,3 @@ def classify(exc: BaseException) -> str | None:
     if isinstance(exc, (psycopg.IntegrityError, psycopg.ProgrammingError, psycopg.DataError, psycopg.InterfaceError)):
         return "bug"
     return "io"  # the server went away, disk full, out of memory, permissions
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
