@@ -174,8 +174,8 @@ class TagWorker:
         assert self.tagger is not None and self.writer is not None
         cpu = _cpu_s()
         ledger = BatchLedger(known)
-        pipeline = make_pipeline(self.settings, self.tagger, self.writer, ledger)  # type: ignore[arg-type]
-        pipeline.library = None  # the library lives in the driver's index: no neighbours here
+        # The library lives in the driver's index: the model alone is the evidence here.
+        pipeline = make_pipeline(self.settings, self.tagger, self.writer, ledger, library=False)  # type: ignore[arg-type]
         tagged, failed = 0, []
         for outcome in pipeline.run(paths, skip_unchanged=True):
             tagged += 1

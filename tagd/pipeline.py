@@ -82,21 +82,24 @@ def make_writer(settings: "Settings", *, sidecar_only: bool = False) -> Metadata
                                                sidecar_naming=w.sidecar_naming, mtime=w.mtime))
 
 
-def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None) -> "Pipeline":
+def make_pipeline(settings: "Settings", tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None, *,
+                  library: bool = True) -> "Pipeline":
     """The pipeline the configuration describes (refine.mode, refine.neighbours, write.regions)."""
     r = settings.refine
-    return Pipeline(tagger, writer, index, mode=r.mode, neighbours=r.neighbours, write_regions=settings.write.regions)
+    return Pipeline(tagger, writer, index, mode=r.mode, neighbours=r.neighbours, write_regions=settings.write.regions,
+                    library=library)
 
 
 class Pipeline:
     """`mode`: refine.mode (add-only, suggest, full). `neighbours`: how many of the library's
     photos vote on a new photo's tags (0: none). Without an index, or while no photo in it
     carries a tag of the user's own, the model alone is the evidence: its confident tags are
-    added (no kNN is run)."""
+    added (no kNN is run). `library=False`: records still go to `index`, but the library is not
+    consulted (a backfill worker's `index` only collects records for the driver's)."""
 
     def __init__(self, tagger: Tagger, writer: MetadataWriter, index: "Index | None" = None, *,
                  mode: Mode = "add-only", neighbours: int = RefineParams.k, window: int = 32,
-                 record_batch: int = 64, write_regions: bool = False) -> None:
+                 record_batch: int = 64, write_regions: bool = False, library: bool = True) -> None:
         self.tagger = tagger
         self.writer = writer
         self.index = index
@@ -106,7 +109,7 @@ class Pipeline:
         self.write_regions = write_regions
         self.params = refine_params(getattr(tagger, "embedding", "classifier"), neighbours, tagger.max_tags)
         self.library: Library | None = None
-        if index is not None:
+        if index is not None and library:
             self.library = Library(index, k=neighbours, near_duplicate=self.params.near_duplicate,
                                    vocabulary=tagger.vocabulary)
         vocab = tagger.vocabulary
