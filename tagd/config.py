@@ -59,7 +59,8 @@ class ModelSettings(_Section):
         description="onnxruntime execution providers in order of preference; those this onnxruntime build lacks are "
                     "skipped, so a GPU is used where onnxruntime-gpu and a GPU are present, the CPU otherwise.",
     )
-    batch_size: int = Field(2, ge=1, le=1024, description="Photos per inference batch (each photo is three 224 px views).")
+    batch_size: int = Field(2, ge=1, le=1024, description="Photos per inference batch (each photo one 224 px view "
+                                                          "with the default bundle, three with a three-crop bundle).")
     decode_workers: int = Field(0, ge=0, le=256, description="Threads decoding photos in parallel; 0 means one per core.")
     max_tags: int = Field(10, ge=1, le=100, description="Most tags given to one photo.")
     max_decode_pixels: int = Field(

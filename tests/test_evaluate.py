@@ -12,7 +12,7 @@ import pytest
 from conftest import COCO128
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.evaluate import average_precision, best_recall_at_precision, evaluate  # noqa: E402
+from training.evaluate import average_precision, best_recall_at_precision, by_kind, evaluate, measure  # noqa: E402
 
 
 def test_average_precision_by_hand() -> None:
@@ -59,6 +59,24 @@ def test_refinement_as_tagd_runs_it_improves_noisy_tags_on_coco128(tagger) -> No
     assert shipped["addition_recall"] >= 0.2, shipped
 
 
+def test_figures_by_kind_of_tag(tagger) -> None:
+    """--by-kind groups the categories by their root in the vocabulary (a lion is an animal, a
+    valley a scene, a dachshund-less breed list a breed) and counts what was written."""
+    vocab = tagger.vocabulary
+    categories = ["lion", "valley", "mountain", "Cocker Spaniel"]
+    names = ["a", "b", "c"]
+    truth = {"a": {"lion"}, "b": {"valley", "mountain"}, "c": {"Cocker Spaniel"}}
+    scores = np.zeros((3, len(vocab)), dtype=np.float32)
+    for row, tag in ((0, "lion"), (1, "mountain"), (2, "lion")):  # a: right; b: one of two; c: wrong
+        scores[row, vocab.names.index(tag)] = 0.99
+    thresholds = np.full(len(vocab), 0.5, dtype=np.float32)
+    kinds = by_kind(measure(scores, thresholds, vocab, categories, names, truth), vocab, min_positives=1)
+    assert set(kinds) == {"animals", "scenes", "breeds"}
+    assert kinds["animals"]["precision"] == 0.5 and kinds["animals"]["recall"] == 1.0  # lion on a and (wrongly) c
+    assert kinds["scenes"]["tags"] == 2 and kinds["scenes"]["recall"] == 0.5 and kinds["scenes"]["precision"] == 1.0
+    assert kinds["breeds"]["recall"] == 0.0 and math.isnan(kinds["breeds"]["precision"])
+
+
 @pytest.mark.skipif(not (COCO128 / "labels.json").is_file(), reason="../shared/data/coco128-dev not present")
 def test_the_int8_classifier_loses_under_one_point_of_mean_ap(float_model) -> None:
     """The rule for shipping the int8 copy of the classifier (#8): < 1 point of mean AP lost,
@@ -69,6 +87,10 @@ def test_the_int8_classifier_loses_under_one_point_of_mean_ap(float_model) -> No
 
     int8 = Model(threads=2)
     int8.detector = None
+    # Quantisation alone: the default bundle's classifier looks at one view, the float bundle's
+    # at three; compared here with the float bundle's.
+    int8.spec = int8.spec.model_copy(update={"classifier": int8.spec.classifier.model_copy(
+        update={"input": float_model.spec.input})})
     vocab = load_vocabulary(float_model)
     default = evaluate(COCO128, Tagger(int8, vocab)).mean_ap
     reference = evaluate(COCO128, Tagger(float_model)).mean_ap

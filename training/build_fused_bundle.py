@@ -55,6 +55,10 @@ NAME = "tagd-default-v2"
 DETECTOR_FILE = "yolox_nano.onnx"
 # The detector's provenance (../shared/models/yolox-nano/README.md): YOLOX-Nano, COCO 2017, Apache-2.0.
 DETECTOR_SHA256 = "e8af074932d4ed7e232278e3055cefcdea3edf178874a3694ae292649fb464dd"
+# The classifier's view of a photo: the middle square. Three squares along the long side (tagd
+# 0.1 to 0.5) cost three times the classifier's CPU for the same quality, now that the
+# detector sees the whole photo (docs/tagger.md).
+VIEWS = "center-crop"
 # Held-out precision of the written (calibrated) tags on unseen photos that the threshold must
 # keep. Above the 0.80 promised for what tagd writes: this counts every calibrated tag
 # ("animal" too), the promise is measured on COCO's categories.
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="COCO photos (labels.json + images/; default ../shared/data/coco128-dev)")
     parser.add_argument("--unseen", type=Path, default=UNSEEN,
                         help=f"photos from outside COCO (training/unseen_photos.py DIR; default {UNSEEN})")
+    parser.add_argument("--views", choices=("center-crop", "three-crop", "squash"), default=VIEWS,
+                        help=f"the classifier's view of a photo (default {VIEWS}; tagd 0.1 to 0.5: three-crop)")
     parser.add_argument("--wordnet", type=Path, default=DEFAULT_WORDNET_DIR)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -88,16 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "labels.json").is_file():
             raise SystemExit(f"{folder}/labels.json not found" + (
                 f": make it with `python training/unseen_photos.py {folder}`" if folder == args.unseen else ""))
-    build(args.classifier, detector_dir, args.calibration, args.unseen, args.out, WordNet.load(args.wordnet))
+    build(args.classifier, detector_dir, args.calibration, args.unseen, args.out, WordNet.load(args.wordnet), args.views)
     return 0
 
 
 def build(classifier_dir: Path, detector_dir: Path, calibration_dir: Path, unseen_dir: Path, out: Path,
-          wordnet: WordNet) -> dict:
+          wordnet: WordNet, views: str = VIEWS) -> dict:
     """Write the bundle into `out`; returns the cross-validated figures of the calibration."""
     from tagd.model import load_spec
 
     classifier = load_spec(classifier_dir)
+    classifier = classifier.model_copy(update={"classifier": classifier.classifier.model_copy(
+        update={"input": classifier.input.model_copy(update={"resize": views})})})
     detector_bytes = (detector_dir / DETECTOR_FILE).read_bytes()
     detector_sha = hashlib.sha256(detector_bytes).hexdigest()
     if detector_sha != DETECTOR_SHA256:

@@ -141,11 +141,14 @@ def evaluate(folder: Path, tagger: Tagger, min_positives: int = 3, person_precis
 
 def _labels(folder: Path, field: str, split: str | None = None) -> tuple[list[str], list[str], dict[str, set[str]]]:
     labels = json.loads((folder / "labels.json").read_text())
-    fields = ("labels", "concepts") if field == "all" else (field,)
-    categories: list[str] = [c for f in fields for c in (labels["categories"] if f == "labels" else labels[f])]
     names = sorted(n for n, item in labels["images"].items() if split is None or item.get("split") == split)
     if not names:
         raise SystemExit(f"{folder}/labels.json: no photos" + (f" with split {split!r}" if split else ""))
+    if field == "breed":  # one breed a photo at most, named as the vocabulary's breed tags are
+        truth = {n: {b} if (b := labels["images"][n].get("breed")) else set() for n in names}
+        return sorted({b for t in truth.values() for b in t}), names, truth
+    fields = ("labels", "concepts") if field == "all" else (field,)
+    categories: list[str] = [c for f in fields for c in (labels["categories"] if f == "labels" else labels[f])]
     truth = {n: {c for f in fields for c in labels["images"][n].get(f) or ()} for n in names}
     return categories, names, truth
 
@@ -165,12 +168,17 @@ def measure(scores: np.ndarray, thresholds: np.ndarray, vocab: Vocabulary, categ
     for row, limit in zip(scores, thresholds):
         above = np.nonzero(row >= limit)[0]
         written.append(set(above[np.argsort(-row[above], kind="stable")][:max_tags]))
+    counts = {c: [0, 0, 0] for c in categories}  # written right, written wrong, missed
     for name, tags in zip(names, written):
         predicted = {c for c in categories if any(j in tags for j in columns[c])}
         tp += len(predicted & truth[name])
         fp += len(predicted - truth[name])
         fn += len(truth[name] - predicted)
         covered += bool(predicted & truth[name])
+        for c in predicted:
+            counts[c][0 if c in truth[name] else 1] += 1
+        for c in truth[name] - predicted:
+            counts[c][2] += 1
     for cat in categories:
         flags = [cat in truth[n] for n in names]
         cols = columns[cat]
@@ -182,6 +190,7 @@ def measure(scores: np.ndarray, thresholds: np.ndarray, vocab: Vocabulary, categ
             "positives": sum(flags),
             "ap": average_precision(emitted, flags),
             "full_ap": average_precision([float(s) for s in best] if cols else [None] * len(names), flags),
+            "written_right": counts[cat][0], "written_wrong": counts[cat][1], "missed": counts[cat][2],
         }
     eligible = [c for c, v in per_category.items() if v["positives"] >= min_positives]
     mean = lambda key: float(np.mean([per_category[c][key] for c in eligible])) if eligible else float("nan")  # noqa: E731
@@ -340,6 +349,50 @@ def report(ev: Evaluation, min_positives: int) -> str:
     return "\n".join(lines)
 
 
+# Kinds of tag for --by-kind, by the root of the tag's hierarchy in the vocabulary (other roots
+# are "objects"); a child of "dog" or "cat" is a breed.
+KINDS = {"animal": "animals", "landscape": "scenes", "snow": "scenes", "street": "scenes", "harbour": "scenes",
+         "bridge": "scenes", "building": "buildings", "monument": "buildings", "food": "food and drink",
+         "drink": "food and drink"}
+BREED_OF = ("dog", "cat")
+
+
+def by_kind(ev: Evaluation, vocab: Vocabulary, min_positives: int) -> dict[str, dict]:
+    """The categories grouped by kind (KINDS): how many, the mean AP (emitted and threshold-free)
+    of those with at least `min_positives` photos, and the micro precision/recall of the written tags."""
+    kinds: dict[str, list[str]] = {}
+    for cat, v in ev.per_category.items():
+        if not v["positives"] or not v["tags"]:
+            continue
+        name = v["tags"][0]
+        breed = bool(vocab[name].parents) and vocab[name].parents[0] in BREED_OF
+        while vocab[name].parents:
+            name = vocab[name].parents[0]
+        kinds.setdefault("breeds" if breed else KINDS.get(name, "objects"), []).append(cat)
+    out = {}
+    for kind, cats in sorted(kinds.items()):
+        rows = [ev.per_category[c] for c in cats]
+        right, wrong, missed = (sum(r[k] for r in rows) for k in ("written_right", "written_wrong", "missed"))
+        ranked = [r for r in rows if r["positives"] >= min_positives]
+        out[kind] = {
+            "tags": len(cats), "photos": sum(r["positives"] for r in rows),
+            "mean_ap": float(np.mean([r["ap"] for r in ranked])) if ranked else float("nan"),
+            "full_mean_ap": float(np.mean([r["full_ap"] for r in ranked])) if ranked else float("nan"),
+            "precision": right / (right + wrong) if right + wrong else float("nan"),
+            "recall": right / (right + missed) if right + missed else float("nan"),
+        }
+    return out
+
+
+def kind_report(kinds: dict[str, dict], min_positives: int) -> str:
+    lines = [f"{'kind':<16} {'tags':>4} {'photos':>6} {'mean AP':>8} {'(free)':>7} {'precision':>9} {'recall':>7}"
+             f"   (mean AP over tags with >= {min_positives} photos)"]
+    for kind, k in kinds.items():
+        lines.append(f"{kind:<16} {k['tags']:>4} {k['photos']:>6} {k['mean_ap']:>8.3f} {k['full_mean_ap']:>7.3f} "
+                     f"{k['precision']:>9.3f} {k['recall']:>7.3f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="folder with labels.json and images/")
@@ -348,9 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     parser.add_argument("--cv", type=int, default=0, metavar="K", help="also report K-fold cross-validated thresholds "
                         "(for a v2 bundle: calibration and threshold refitted without each held-out fold)")
-    parser.add_argument("--field", choices=["labels", "concepts", "all"], default="labels",
+    parser.add_argument("--field", choices=["labels", "concepts", "all", "breed"], default="labels",
                         help="labels: the COCO categories; concepts: the tags only the classifier knows (unseen set); "
-                             "all: both")
+                             "all: both; breed: the dog and cat breeds (unseen set)")
+    parser.add_argument("--by-kind", action="store_true",
+                        help="also the figures by kind of tag (animals, scenes, buildings, food and drink, breeds, objects)")
     parser.add_argument("--split", default=None,
                         help='only the photos of this split (the unseen set: "report", the half no calibration saw)')
     args = parser.parse_args(argv)
@@ -360,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = evaluate(args.folder, tagger, args.min_positives, field=args.field, split=args.split)
     print(report(ev, args.min_positives))
     figures = ev.as_dict()
+    if args.by_kind:
+        figures["by_kind"] = by_kind(ev, tagger.vocabulary, args.min_positives)
+        print("\n" + kind_report(figures["by_kind"], args.min_positives))
     if args.cv and tagger.vocabulary.fused:
         ev, chosen = cross_validate_fused(args.folder, tagger, args.cv, min_positives=args.min_positives)
         figures["cross_validated"] = {**ev.as_dict(), "thresholds": chosen}

@@ -276,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--field", choices=("labels", "all"), default="labels",
                         help="the truth: COCO's categories, or with the concepts a person gave (the unseen set)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", type=Path, default=None, help="model bundle directory (default: packaged)")
     args = parser.parse_args(argv)
-    tagger = Tagger(Model())
+    tagger = Tagger(Model(args.model))
     evidence = photo_evidence(args.folder, tagger, args.field)
     reports = [run(evidence, args.drop, args.inject, seed, args.k, embedding=tagger.embedding) for seed in args.seed]
     print(table(reports))
