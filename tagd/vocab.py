@@ -81,6 +81,16 @@ class Vocabulary:
         self._weights = np.asarray([t.weight for t in self.tags], dtype=np.float32)
         self._thresholds = np.asarray([t.threshold for t in self.tags], dtype=np.float32)
         self._synonyms = {s.casefold(): t.name for t in self.tags for s in (t.name, *t.synonyms)}
+        # `written`'s steps, shallow tags first so each sees its parents settled: per depth and
+        # per parent slot (a tag may have several parents), the (children, parents) index pairs.
+        self._depth = np.asarray([len(self.ancestors(t.name)) for t in self.tags], dtype=np.int64)
+        self._path_steps = []
+        for depth in range(1, int(self._depth.max(initial=0)) + 1):
+            for slot in range(max((len(t.parents) for t in self.tags), default=0)):
+                pairs = [(j, self._index[t.parents[slot]]) for j, t in enumerate(self.tags)
+                         if self._depth[j] == depth and len(t.parents) > slot]
+                if pairs:
+                    self._path_steps.append(tuple(np.asarray(x, dtype=np.intp) for x in zip(*pairs)))
         self.fused = any(t.calibration is not None for t in self.tags)
         if self.fused:
             self._detector_matrix = np.zeros((max(1, self.n_detector_labels), len(self.tags)), dtype=np.float32)
@@ -268,14 +278,28 @@ class Vocabulary:
             probabilities[:, parent] = np.maximum(probabilities[:, parent], probabilities[:, child])
         return probabilities
 
+    def written(self, tag_scores: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
+        """Which tags are written, (tags,) or (N, tags) booleans: those whose score clears their
+        threshold (`thresholds`: the vocabulary's, or one per tag or per photo and tag) and whose
+        parents are written too.
+
+        A tag is written with its whole path (`vehicle|boat|ship`), so a child may not assert a
+        parent that stays below the parent's own threshold: an uncalibrated "ship" at a low bar
+        would otherwise make a boat that the boat's calibration does not believe in, and that
+        `tagd find boat` returns. Such a tag stays a suggestion."""
+        limit = self._thresholds if thresholds is None else thresholds
+        ok = np.asarray(tag_scores >= limit)
+        for children, parents in self._path_steps:
+            ok[..., children] &= ok[..., parents]
+        return ok
+
     def select(self, tag_scores: np.ndarray, max_tags: int = 10, min_score: float = 0.0) -> list[ScoredTag]:
-        """The tags of one photo whose score clears their threshold, best first.
+        """The tags of one photo that are `written`, best first.
 
         Ties (a parent holding exactly its only child's mass) list the more specific tag first.
         """
-        keep = np.nonzero((tag_scores >= self._thresholds) & (tag_scores >= min_score))[0]
-        depth = {i: len(self.ancestors(self.tags[i].name)) for i in keep}
-        order = sorted(keep, key=lambda i: (-round(float(tag_scores[i]), 4), -depth[i], self.tags[i].name))
+        keep = np.nonzero(self.written(tag_scores) & (tag_scores >= min_score))[0]
+        order = sorted(keep, key=lambda i: (-round(float(tag_scores[i]), 4), -self._depth[i], self.tags[i].name))
         return [ScoredTag(self.tags[i].name, round(float(tag_scores[i]), 4)) for i in order[:max_tags]]
 
     def suggest(self, tag_scores: np.ndarray, exclude: set[str], limit: int | None = None) -> list[ScoredTag]:

@@ -12,7 +12,9 @@ import pytest
 from conftest import COCO128
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.evaluate import average_precision, best_recall_at_precision, evaluate, measure  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.measuring import average_precision, best_recall_at_precision, measure  # noqa: E402
+from training.held_out import cross_fit  # noqa: E402
 from training.kinds import by_kind  # noqa: E402
 
 
@@ -70,12 +72,58 @@ def test_figures_by_kind_of_tag(tagger) -> None:
     scores = np.zeros((3, len(vocab)), dtype=np.float32)
     for row, tag in ((0, "lion"), (1, "mountain"), (2, "lion")):  # a: right; b: one of two; c: wrong
         scores[row, vocab.names.index(tag)] = 0.99
+    scores = vocab.cap(scores)  # parents at least as likely as their children, as the tagger's scores are
     thresholds = np.full(len(vocab), 0.5, dtype=np.float32)
     kinds = by_kind(measure(scores, thresholds, vocab, categories, names, truth), vocab, min_positives=1)
     assert set(kinds) == {"animals", "scenes", "breeds"}
     assert kinds["animals"]["precision"] == 0.5 and kinds["animals"]["recall"] == 1.0  # lion on a and (wrongly) c
     assert kinds["scenes"]["tags"] == 2 and kinds["scenes"]["recall"] == 0.5 and kinds["scenes"]["precision"] == 1.0
     assert kinds["breeds"]["recall"] == 0.0 and math.isnan(kinds["breeds"]["precision"])
+
+
+def test_bootstrap_interval_brackets_the_figures(tagger) -> None:
+    """The photo-level bootstrap: its interval holds the measured figure, is wider on fewer
+    photos, and counts an unlabelled photo neither covered nor uncovered."""
+    vocab = tagger.vocabulary
+    categories = ["cat", "dog"]
+    rng = np.random.default_rng(1)
+    figures = []
+    for photos in (40, 400):
+        names = [f"p{i}" for i in range(photos)]
+        truth = {n: ({"cat"} if i % 3 else set()) for i, n in enumerate(names)}
+        scores = np.zeros((photos, len(vocab)), dtype=np.float32)
+        scores[:, vocab.names.index("cat")] = rng.uniform(0.3, 1.0, photos)
+        scores = vocab.cap(scores)
+        ev = measure(scores, np.full(len(vocab), 0.6, dtype=np.float32), vocab, categories, names, truth)
+        assert (ev.per_photo[:, 3] == -1).sum() == photos // 3 + (photos % 3 > 0)
+        spread = ev.interval()
+        for key, value in (("precision", ev.micro_precision), ("recall", ev.micro_recall), ("coverage", ev.coverage)):
+            assert spread[key][0] <= value <= spread[key][1], (key, value, spread[key])
+        figures.append(spread["precision"][1] - spread["precision"][0])
+    assert figures[1] < figures[0] / 2
+
+
+@pytest.mark.skipif(not (COCO128 / "labels.json").is_file(), reason="../shared/data/coco128-dev not present")
+def test_cross_fit_reproduces_the_shipped_bundle_on_its_report_half(tagger) -> None:
+    """--cross-fit refits the build's calibration on COCO and one half of the unseen set and
+    measures the other: on the report half that is the shipped bundle itself, figure for figure,
+    and the pooled counts are the two halves' sums."""
+    from training.build_fused_bundle import UNSEEN
+
+    if not (UNSEEN / "labels.json").is_file():
+        pytest.skip(f"the unseen photos are not at {UNSEEN} (python training/unseen_photos.py {UNSEEN})")
+    pooled, halves, frontier = cross_fit(UNSEEN, tagger, COCO128, "labels", min_positives=2, sweep=(0.3, 0.9))
+    shipped = evaluate(UNSEEN, tagger, min_positives=2, field="labels", split="report")
+    threshold, report = halves["report"]
+    assert threshold == tagger.vocabulary["car"].threshold  # the shared threshold the build chose
+    for key in ("micro_precision", "micro_recall", "coverage", "full_mean_ap"):
+        assert getattr(report, key) == pytest.approx(getattr(shipped, key), abs=1e-3), key
+    both = halves["report"][1].per_photo[:, :3].sum(axis=0) + halves["calibration"][1].per_photo[:, :3].sum(axis=0)
+    assert pooled.per_photo[:, :3].sum(axis=0).tolist() == both.tolist()
+    assert pooled.photos == report.photos + halves["calibration"][1].photos
+    low, high = frontier  # a lower bar writes more: more recall and coverage, less precision
+    assert low["recall"] >= high["recall"] and low["coverage"] >= high["coverage"]
+    assert low["precision"] < high["precision"]
 
 
 @pytest.mark.skipif(not (COCO128 / "labels.json").is_file(), reason="../shared/data/coco128-dev not present")
@@ -104,7 +152,7 @@ def test_the_fused_tagger_held_out_on_coco128(tagger, tmp_path: Path) -> None:
     each held-out fold (no unseen photos: `unseen` names an empty folder). The detector saw
     these photos in training, so these are upper bounds; the README reports unseen photos.
     Guards against a regression of the fusion, not a measurement."""
-    from training.evaluate import cross_validate_fused
+    from training.held_out import cross_validate_fused
 
     figures, thresholds = cross_validate_fused(COCO128, tagger, folds=5, unseen=tmp_path)
     assert figures.full_mean_ap >= 0.72 and figures.mean_ap >= 0.70, figures

@@ -246,8 +246,8 @@ def test_crossval_head_beats_packaged_model_on_coco128(cache: Path, tmp_path: Pa
     result = json.loads((tmp_path / "crossval.json").read_text())
     s = result["comparison"]["summary"]
     assert result["comparison"]["categories"] == 49
-    # The packaged float model's figure is evaluate.py's own (docs/training.md: 0.428), computed from the cache.
-    assert s["default_tagd_evaluate_py"]["all"] == pytest.approx(0.4279, abs=5e-4)
+    # The packaged float model's figure is evaluate.py's own (docs/training.md: 0.426), computed from the cache.
+    assert s["default_tagd_evaluate_py"]["all"] == pytest.approx(0.4257, abs=5e-4)
     assert s["head_full"]["all"] > s["default_full"]["all"] + 0.01
     assert s["head_tagd"]["all"] > s["default_tagd"]["all"] + 0.03
     assert "Against the packaged float model" in (tmp_path / "crossval.md").read_text()

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.calibrate import best_f1_threshold, choose_thresholds, loosest_at_precision  # noqa: E402
 from training.dataset import TagDef  # noqa: E402
-from training.evaluate import average_precision as evaluate_ap  # noqa: E402
+from training.measuring import average_precision as evaluate_ap  # noqa: E402
 from training.hierarchy import descendants, tag_scores, vocabulary_json  # noqa: E402
 from training.metrics import average_precision, f1_at_k, mean_ap, per_tag_ap, threshold_metrics  # noqa: E402
 

@@ -100,6 +100,25 @@ def test_select_respects_thresholds_and_order(vocab: Vocabulary) -> None:
     assert suggested == ["dog"]
 
 
+def test_a_tag_is_written_only_under_its_written_parent(vocab: Vocabulary) -> None:
+    """A written tag asserts its whole path (`vehicle|boat|ship`): a child that clears its own
+    (lower, uncalibrated) bar under a parent that does not clear the parent's stays a suggestion,
+    for photos one at a time and for a batch with a threshold per photo."""
+    ship, boat, vehicle = (vocab.names.index(t) for t in ("ship", "boat", "vehicle"))
+    assert vocab.path("ship") == "vehicle|boat|ship" and vocab["ship"].threshold < vocab["boat"].threshold
+    scores = np.zeros((2, len(vocab)), dtype=np.float32)
+    scores[:, ship] = scores[:, boat] = scores[:, vehicle] = (vocab["ship"].threshold + vocab["boat"].threshold) / 2
+    scores[1, [boat, vehicle]] = vocab["boat"].threshold + 0.01  # the parent believed: the child is written
+    assert [t.name for t in vocab.select(scores[0])] == []
+    assert "ship" in {t.name for t in vocab.suggest(scores[0], exclude=set())}
+    assert [t.name for t in vocab.select(scores[1])] == ["boat", "vehicle", "ship"]
+    per_photo = np.tile(np.asarray([t.threshold for t in vocab.tags]), (2, 1))
+    written = vocab.written(scores, per_photo)
+    assert written[:, ship].tolist() == [False, True] and written[:, boat].tolist() == [False, True]
+    per_photo[0, boat] = per_photo[0, vehicle] = 0.0  # a bar lowered for this photo alone
+    assert vocab.written(scores, per_photo)[:, ship].tolist() == [True, True]
+
+
 def test_malformed_vocabulary_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "vocab.json"
     path.write_text(json.dumps({"format": "tagd-vocab/1", "n_labels": 3, "tags": [

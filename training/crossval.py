@@ -105,7 +105,7 @@ def compare_default(data: LabelledSet, views: np.ndarray, labels: np.ndarray, fo
     from tagd.tagger import load_vocabulary
     from tagd.vocab import TagInfo, Vocabulary
     from training.baseline import category_ap, emitted
-    from training.evaluate import average_precision as evaluate_ap, category_tags
+    from training.measuring import average_precision as evaluate_ap, category_tags
 
     default_vocab = load_vocabulary(Model(float_bundle_dir(), threads=1))
     names = data.tag_names

@@ -42,7 +42,7 @@ from tagd.model import Model  # noqa: E402
 from tagd.evidence import model_evidence, refine_params  # noqa: E402
 from tagd.refine import TUNED as TUNED_PARAMS, LibraryStats, Neighbour, RefineParams, refine  # noqa: E402
 from tagd.tagger import Tagger  # noqa: E402
-from training.evaluate import category_tags  # noqa: E402
+from training.measuring import category_tags  # noqa: E402
 
 # label -> (RefineParams overrides, use the low-rank completion). The first rows are the
 # default parameters; "tuned" rows start from tagd.refine.TUNED, chosen on noise seeds 3-7 (never

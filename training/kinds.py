@@ -9,7 +9,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from tagd.vocab import Vocabulary
-    from training.evaluate import Evaluation
+    from training.measuring import Evaluation
 
 # Kinds of tag for --by-kind, by the root of the tag's hierarchy in the vocabulary (other roots
 # are "objects"); a child of "dog" or "cat" is a breed.

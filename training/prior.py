@@ -54,7 +54,7 @@ class Prior:
 
 def match_tag(tag: TagDef, vocab: Vocabulary) -> str | None:
     """The packaged tag a trained tag corresponds to, by name or synonym, as evaluate.py maps."""
-    from training.evaluate import LABEL_SYNONYMS
+    from training.measuring import LABEL_SYNONYMS
 
     for word in (tag.name, *tag.synonyms):
         for candidate in (word, word.replace("_", " "), word[:-1] if word.endswith("s") and len(word) > 3 else word):
