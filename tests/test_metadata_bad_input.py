@@ -13,6 +13,7 @@ import pytest
 
 from conftest import temp_files, tmpfs
 from tagd.metadata import KeywordUpdate, MetadataWriter, WriteError
+from tagd.metadata.files import ChangedWhileWriting
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
 
@@ -138,7 +139,7 @@ def test_file_replaced_before_write(writer, jpeg: Path, real_photo_dir: Path) ->
     current = writer.read(jpeg)
     replacement = (real_photo_dir / "coffee.jpg").read_bytes()
     jpeg.write_bytes(replacement)
-    with pytest.raises(WriteError, match="changed"):
+    with pytest.raises(ChangedWhileWriting, match="changed since its keywords were read"):
         writer.write(current, update())
     assert jpeg.read_bytes() == replacement and temp_files(jpeg.parent) == []
 
@@ -192,6 +193,42 @@ def test_a_photo_changed_while_tagd_writes_keeps_the_winners_record(
             monkeypatch.setattr(files_module, "fsync_file", fsync_then_interfere)
             second = list(Pipeline(tagger, w, index).run([jpeg]))
             assert "changed while writing" in (second[0].error or "")
+            assert jpeg.read_bytes() == winner and temp_files(jpeg.parent) == []
+            after = index.get(jpeg, embedding=False)
+            assert after is not None and after.status == "tagged" and after.error is None
+            assert [(t.name, t.state) for t in after.tags] == [(t.name, t.state) for t in recorded.tags]
+    finally:
+        w.exiftool.close()
+
+
+def test_a_photo_changed_after_tagd_read_it_keeps_the_winners_record(
+        tagger, jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two machines' tagd on one share: this one read the photo's keywords, then the other's
+    write landed before this one's began. The file and the index keep the other's version, and
+    the photo is not marked failed (the race two daemons on one PostgreSQL index once lost)."""
+    from tagd.index.db import Index
+    from tagd.pipeline import Pipeline
+
+    w = MetadataWriter()
+    try:
+        with Index(tmp_path / "index.sqlite3") as index:
+            original = jpeg.read_bytes()
+            first = list(Pipeline(tagger, w, index).run([jpeg]))  # the other machine: tagged, recorded
+            assert first[0].ok and first[0].changed
+            winner, winner_mtime = jpeg.read_bytes(), jpeg.stat().st_mtime_ns
+            recorded = index.get(jpeg, embedding=False)
+            jpeg.write_bytes(original)  # what this machine read
+            real_read = w.read
+
+            def read_then_the_other_writes(path: Path):
+                current = real_read(path)
+                jpeg.write_bytes(winner)
+                os.utime(jpeg, ns=(winner_mtime, winner_mtime))
+                return current
+
+            monkeypatch.setattr(w, "read", read_then_the_other_writes)
+            second = list(Pipeline(tagger, w, index).run([jpeg]))
+            assert "changed since its keywords were read" in (second[0].error or "")
             assert jpeg.read_bytes() == winner and temp_files(jpeg.parent) == []
             after = index.get(jpeg, embedding=False)
             assert after is not None and after.status == "tagged" and after.error is None

@@ -231,7 +231,9 @@ class SafeWrite:
         if not stat_mod.S_ISREG(st.st_mode):
             raise WriteError(target, "not a regular file")
         if files.changed(seen, st):
-            raise WriteError(target, "file changed since its keywords were read; not written")
+            # Another writer got there first (the user, another machine's tagd on a shared folder):
+            # theirs stays, and is no failure of the photo (see ChangedWhileWriting).
+            raise files.ChangedWhileWriting(target, "file changed since its keywords were read; not written")
         if st.st_nlink > 1:
             raise WriteError(target, f"hard-linked ({st.st_nlink} links): rewriting would break the link; use sidecar mode")
         if not st.st_mode & (stat_mod.S_IWUSR | stat_mod.S_IWGRP | stat_mod.S_IWOTH):
