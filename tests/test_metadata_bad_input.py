@@ -165,13 +165,12 @@ def test_file_replaced_during_write(jpeg: Path, real_photo_dir: Path, monkeypatc
     assert jpeg.read_bytes() == replacement and temp_files(jpeg.parent) == []
 
 
-def test_a_photo_changed_while_tagd_writes_keeps_the_winners_record(
-        tagger, jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another machine's tagd (or the user) replaced the photo while this one wrote it: the file
-    and the index keep the winner's version; nothing marks the photo failed (a failed row would
-    carry the winner's size and mtime, so nothing would ever retry it)."""
+def _the_winner_stays(tagger, jpeg: Path, tmp_path: Path, interfere, message: str) -> None:
+    """Another machine's tagd tags the photo and records it; then this one runs with the other's
+    version landing at a moment `interfere(writer, land)` chooses (`land()` puts it in place).
+    The file and the index keep the winner's version, and nothing marks the photo failed (a
+    failed row would carry the winner's size and mtime, so nothing would ever retry it)."""
     from tagd.index.db import Index
-    from tagd.metadata import files as files_module
     from tagd.pipeline import Pipeline
 
     w = MetadataWriter()
@@ -183,58 +182,54 @@ def test_a_photo_changed_while_tagd_writes_keeps_the_winners_record(
             winner, winner_mtime = jpeg.read_bytes(), jpeg.stat().st_mtime_ns
             recorded = index.get(jpeg, embedding=False)
             jpeg.write_bytes(original)  # what this machine read, before the other's write landed
-            real_fsync = files_module.fsync_file
 
-            def fsync_then_interfere(path: Path) -> None:
-                real_fsync(path)
-                jpeg.write_bytes(winner)  # the other machine's write lands first
+            def land() -> None:
+                jpeg.write_bytes(winner)
                 os.utime(jpeg, ns=(winner_mtime, winner_mtime))
 
-            monkeypatch.setattr(files_module, "fsync_file", fsync_then_interfere)
+            interfere(w, land)
             second = list(Pipeline(tagger, w, index).run([jpeg]))
-            assert "changed while writing" in (second[0].error or "")
+            assert message in (second[0].error or "")
             assert jpeg.read_bytes() == winner and temp_files(jpeg.parent) == []
             after = index.get(jpeg, embedding=False)
             assert after is not None and after.status == "tagged" and after.error is None
             assert [(t.name, t.state) for t in after.tags] == [(t.name, t.state) for t in recorded.tags]
     finally:
         w.exiftool.close()
+
+
+def test_a_photo_changed_while_tagd_writes_keeps_the_winners_record(
+        tagger, jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other machine's write lands while this one writes (after its temp file is made)."""
+    from tagd.metadata import files as files_module
+
+    def interfere(writer: MetadataWriter, land) -> None:
+        real_fsync = files_module.fsync_file
+
+        def fsync_then_interfere(path: Path) -> None:
+            real_fsync(path)
+            land()
+
+        monkeypatch.setattr(files_module, "fsync_file", fsync_then_interfere)
+
+    _the_winner_stays(tagger, jpeg, tmp_path, interfere, "changed while writing")
 
 
 def test_a_photo_changed_after_tagd_read_it_keeps_the_winners_record(
         tagger, jpeg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two machines' tagd on one share: this one read the photo's keywords, then the other's
-    write landed before this one's began. The file and the index keep the other's version, and
-    the photo is not marked failed (the race two daemons on one PostgreSQL index once lost)."""
-    from tagd.index.db import Index
-    from tagd.pipeline import Pipeline
+    """The other machine's write lands between this one's read of the keywords and its write
+    (the race two daemons on one PostgreSQL index once lost: the photo was marked failed)."""
+    def interfere(writer: MetadataWriter, land) -> None:
+        real_read = writer.read
 
-    w = MetadataWriter()
-    try:
-        with Index(tmp_path / "index.sqlite3") as index:
-            original = jpeg.read_bytes()
-            first = list(Pipeline(tagger, w, index).run([jpeg]))  # the other machine: tagged, recorded
-            assert first[0].ok and first[0].changed
-            winner, winner_mtime = jpeg.read_bytes(), jpeg.stat().st_mtime_ns
-            recorded = index.get(jpeg, embedding=False)
-            jpeg.write_bytes(original)  # what this machine read
-            real_read = w.read
+        def read_then_the_other_writes(path: Path):
+            current = real_read(path)
+            land()
+            return current
 
-            def read_then_the_other_writes(path: Path):
-                current = real_read(path)
-                jpeg.write_bytes(winner)
-                os.utime(jpeg, ns=(winner_mtime, winner_mtime))
-                return current
+        monkeypatch.setattr(writer, "read", read_then_the_other_writes)
 
-            monkeypatch.setattr(w, "read", read_then_the_other_writes)
-            second = list(Pipeline(tagger, w, index).run([jpeg]))
-            assert "changed since its keywords were read" in (second[0].error or "")
-            assert jpeg.read_bytes() == winner and temp_files(jpeg.parent) == []
-            after = index.get(jpeg, embedding=False)
-            assert after is not None and after.status == "tagged" and after.error is None
-            assert [(t.name, t.state) for t in after.tags] == [(t.name, t.state) for t in recorded.tags]
-    finally:
-        w.exiftool.close()
+    _the_winner_stays(tagger, jpeg, tmp_path, interfere, "changed since its keywords were read")
 
 
 def test_read_only_file(writer, jpeg: Path) -> None:
