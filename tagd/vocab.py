@@ -299,8 +299,16 @@ class Vocabulary:
         Ties (a parent holding exactly its only child's mass) list the more specific tag first.
         """
         keep = np.nonzero(self.written(tag_scores) & (tag_scores >= min_score))[0]
-        order = sorted(keep, key=lambda i: (-round(float(tag_scores[i]), 4), -self._depth[i], self.tags[i].name))
-        return [ScoredTag(self.tags[i].name, round(float(tag_scores[i]), 4)) for i in order[:max_tags]]
+        return [ScoredTag(self.tags[i].name, round(float(tag_scores[i]), 4))
+                for i in self.ranked(keep, tag_scores, max_tags)]
+
+    def ranked(self, keep: np.ndarray, tag_scores: np.ndarray, max_tags: int) -> list[int]:
+        """Of the written tags `keep` (indices), the best `max_tags`, best first; ties list the
+        more specific tag first. Which tags make the cut is decided parents first, so that it
+        never falls between a child and the parent it ties with."""
+        score = {int(i): round(float(tag_scores[i]), 4) for i in keep}
+        kept = sorted(score, key=lambda i: (-score[i], self._depth[i], self.tags[i].name))[:max_tags]
+        return sorted(kept, key=lambda i: (-score[i], -self._depth[i], self.tags[i].name))
 
     def suggest(self, tag_scores: np.ndarray, exclude: set[str], limit: int | None = None) -> list[ScoredTag]:
         """Weaker candidates: score >= the vocabulary's suggestion floor, best first."""

@@ -117,6 +117,12 @@ def test_a_tag_is_written_only_under_its_written_parent(vocab: Vocabulary) -> No
     assert written[:, ship].tolist() == [False, True] and written[:, boat].tolist() == [False, True]
     per_photo[0, boat] = per_photo[0, vehicle] = 0.0  # a bar lowered for this photo alone
     assert vocab.written(scores, per_photo)[:, ship].tolist() == [True, True]
+    # "boat" and "ship" tie and the specific one lists first; at most two tags, the cut keeps
+    # the parent and leaves the child out (a ship without its boat would break the path).
+    tied = np.zeros(len(vocab), dtype=np.float32)
+    tied[[ship, boat]], tied[vehicle] = 0.9, 0.95
+    assert [t.name for t in vocab.select(tied)] == ["vehicle", "ship", "boat"]
+    assert [t.name for t in vocab.select(tied, max_tags=2)] == ["vehicle", "boat"]
 
 
 def test_malformed_vocabulary_is_refused(tmp_path: Path) -> None:

@@ -142,8 +142,7 @@ def measure(scores: np.ndarray, thresholds: np.ndarray, vocab: Vocabulary, categ
     written = []
     thresholds = np.broadcast_to(thresholds, scores.shape)  # one per tag, or one per photo and tag
     for row, ok in zip(scores, vocab.written(scores, thresholds)):
-        above = np.nonzero(ok)[0]
-        written.append(set(above[np.argsort(-row[above], kind="stable")][:max_tags]))
+        written.append(set(vocab.ranked(np.nonzero(ok)[0], row, max_tags)))
     counts = {c: [0, 0, 0] for c in categories}  # written right, written wrong, missed
     per_photo = []
     for name, tags in zip(names, written):
