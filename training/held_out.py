@@ -82,8 +82,6 @@ def cross_fit(folder: Path, tagger: Tagger, coco: Path, field: str = "labels", m
     rankings, so read mean AP per half), per half its threshold and figures, and for each
     threshold of `sweep` the pooled precision, recall and coverage with every calibrated tag
     written at that one threshold instead: what any choice of threshold could reach."""
-    from training import build_fused_bundle as fused, fusion_fit
-
     vocab = tagger.vocabulary
     categories, _, truth = labelled_photos(folder, field)
     trained_on = _evidence(tagger, coco)[0]
